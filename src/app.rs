@@ -1,0 +1,200 @@
+//! Wiring: builds the adapters named by the [`Config`] once (at cold start) and runs the
+//! engine for each invocation. Shared by the Lambda runtime, `cargo lambda watch` and the
+//! local `replay-sync invoke` mode, so all three run the same handler.
+
+use chrono::Utc;
+use serde_json::Value;
+use tracing::{error, info};
+
+use crate::config::{Config, OutputLocation, StateLocation};
+use crate::error::Result;
+use crate::event::parse_event;
+use crate::sink::{Sink, dir::DirSink, s3::S3Sink};
+use crate::source::http::HttpSource;
+use crate::state::{Checkpoint, StateStore, SyncState, dynamodb::DynamoStateStore, file::FileStateStore};
+use crate::sync::{Engine, RunSummary, Settings};
+
+/// The state store chosen by `STATE_STORE`.
+#[derive(Debug, Clone)]
+pub enum AnyState {
+    File(FileStateStore),
+    DynamoDb(DynamoStateStore),
+}
+
+impl StateStore for AnyState {
+    async fn load(&self, sync_id: &str) -> Result<SyncState> {
+        match self {
+            AnyState::File(s) => s.load(sync_id).await,
+            AnyState::DynamoDb(s) => s.load(sync_id).await,
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        sync_id: &str,
+        expected: u64,
+        cursor: Option<chrono::DateTime<Utc>>,
+        run_id: &str,
+    ) -> Result<Checkpoint> {
+        match self {
+            AnyState::File(s) => s.checkpoint(sync_id, expected, cursor, run_id).await,
+            AnyState::DynamoDb(s) => s.checkpoint(sync_id, expected, cursor, run_id).await,
+        }
+    }
+}
+
+/// The sink chosen by `OUTPUT`.
+#[derive(Debug, Clone)]
+pub enum AnySink {
+    Dir(DirSink),
+    S3(S3Sink),
+}
+
+impl Sink for AnySink {
+    fn key(&self, rel: &str) -> String {
+        match self {
+            AnySink::Dir(s) => s.key(rel),
+            AnySink::S3(s) => s.key(rel),
+        }
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &'static str) -> Result<()> {
+        match self {
+            AnySink::Dir(s) => s.put(key, body, content_type).await,
+            AnySink::S3(s) => s.put(key, body, content_type).await,
+        }
+    }
+}
+
+/// Everything an invocation needs, built once.
+pub struct App {
+    pub settings: Settings,
+    pub state: AnyState,
+    pub sink: AnySink,
+    pub source: HttpSource,
+}
+
+impl App {
+    /// Builds the clients for `config`. The AWS configuration (credentials, region,
+    /// `AWS_ENDPOINT_URL*`) is loaded only when a DynamoDB or S3 location is configured.
+    pub async fn new(config: Config) -> Result<App> {
+        // Loaded at most once, and only when a DynamoDB or S3 location needs it.
+        let aws = tokio::sync::OnceCell::new();
+        let aws_config = || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+        let state = match &config.state {
+            StateLocation::File { path } => AnyState::File(FileStateStore::new(path)),
+            StateLocation::DynamoDb { table } => AnyState::DynamoDb(DynamoStateStore::new(
+                aws_sdk_dynamodb::Client::new(aws_config().await),
+                table,
+            )),
+        };
+        let sink = match &config.output {
+            OutputLocation::Dir { root } => AnySink::Dir(DirSink::new(root)),
+            OutputLocation::S3 { bucket, prefix } => {
+                let mut s3 = aws_sdk_s3::config::Builder::from(aws_config().await);
+                // Emulators (and S3-compatible stores) are addressed by path, not by a
+                // bucket subdomain of 127.0.0.1.
+                if std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+                {
+                    s3 = s3.force_path_style(true);
+                }
+                AnySink::S3(S3Sink::new(aws_sdk_s3::Client::from_conf(s3.build()), bucket, prefix))
+            }
+        };
+        Ok(App {
+            settings: Settings {
+                sync_id: config.sync_id.clone(),
+                buffer: config.buffer,
+                batch: config.batch,
+            },
+            state,
+            sink,
+            source: HttpSource::new(config.api)?,
+        })
+    }
+
+    /// Handles one invocation payload: validates the event, runs the sync, logs the summary
+    /// (or the failure) as one structured line.
+    pub async fn handle(&self, event: &Value) -> Result<RunSummary> {
+        let result = async {
+            let request = parse_event(event)?;
+            let engine = Engine {
+                state: &self.state,
+                source: &self.source,
+                sink: &self.sink,
+                settings: &self.settings,
+            };
+            engine.run(&request, Utc::now()).await
+        }
+        .await;
+        match &result {
+            Ok(s) => info!(
+                sync_id = %s.sync_id,
+                status = ?s.status,
+                since = s.since.as_deref().unwrap_or(""),
+                previous_cursor = s.previous_cursor.as_deref().unwrap_or(""),
+                new_cursor = s.new_cursor.as_deref().unwrap_or(""),
+                records_fetched = s.records_fetched,
+                records_written = s.records_written,
+                records_rejected = s.records_rejected,
+                objects = s.objects.len(),
+                pages = s.pages,
+                checkpoints = s.checkpoints,
+                duration_ms = s.duration_ms,
+                summary = %serde_json::to_string(s).unwrap_or_default(),
+                "run finished"
+            ),
+            Err(e) => error!(
+                sync_id = %self.settings.sync_id,
+                error_type = e.kind(),
+                error = %e,
+                "run failed; the cursor was not moved past durable data"
+            ),
+        }
+        result
+    }
+}
+
+/// The Lambda edge: serves the runtime API with [`App::handle`].
+pub async fn serve_lambda(app: App) -> std::result::Result<(), lambda_runtime::Error> {
+    use lambda_runtime::{LambdaEvent, service_fn};
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        app.handle(&event.payload).await.map_err(InvocationError)
+    }))
+    .await
+}
+
+/// An engine error as Lambda sees it: `errorType` is [`crate::Error::kind`].
+#[derive(Debug)]
+pub struct InvocationError(pub crate::Error);
+
+impl From<InvocationError> for lambda_runtime::Diagnostic {
+    fn from(e: InvocationError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.0.kind().to_string(),
+            error_message: e.0.to_string(),
+        }
+    }
+}
+
+/// Sets up logging on stderr (stdout carries the local mode's summary): JSON when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`, level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` (default info).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .map(|l| l.to_lowercase())
+        .unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        builder.json().flatten_event(true).without_time().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}

@@ -1,0 +1,369 @@
+//! Environment → typed, validated [`Config`]. Every bad variable fails start-up with one
+//! line that names it and the form it expects.
+
+use std::path::PathBuf;
+
+use chrono::TimeDelta;
+
+use crate::error::{Error, Result};
+use crate::window;
+
+/// Where the sync state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// `dynamodb://TABLE`
+    DynamoDb { table: String },
+    /// `file://PATH` — one JSON document for all sync ids.
+    File { path: PathBuf },
+}
+
+/// Where the JSON Lines objects go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputLocation {
+    /// `s3://BUCKET/PREFIX` (the prefix may be empty).
+    S3 { bucket: String, prefix: String },
+    /// `file://DIR`
+    Dir { root: PathBuf },
+}
+
+/// Bounds on one output object. A batch is flushed when either is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_records: 10_000,
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the HTTP source talks to the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    pub url: url::Url,
+    pub since_param: String,
+    pub records_field: String,
+    pub next_page_field: Option<String>,
+    /// Per-request timeout.
+    pub timeout: std::time::Duration,
+    /// Attempts per request, the first included (429, 5xx, timeouts, resets are retried).
+    pub max_attempts: u32,
+}
+
+/// The whole, validated configuration of one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub buffer: TimeDelta,
+    pub sync_id: String,
+    pub state: StateLocation,
+    pub output: OutputLocation,
+    pub batch: BatchLimits,
+}
+
+pub const DEFAULT_STATE_STORE: &str = "file://./.replay-sync/state.json";
+pub const DEFAULT_OUTPUT: &str = "file://./.replay-sync/output";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (an empty value counts as unset), so tests need
+    /// not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let api_url = get("API_URL").ok_or_else(|| {
+            Error::config(
+                "API_URL",
+                "is required: the endpoint that takes a `since` parameter, e.g. http://127.0.0.1:5001/incremental/timestamp",
+            )
+        })?;
+        let url = parse_http_url(&api_url)?;
+
+        let since_param = get("API_SINCE_PARAM").unwrap_or_else(|| "since".into());
+        let records_field = get("API_RECORDS_FIELD").unwrap_or_else(|| "data".into());
+        let next_page_field = get("API_NEXT_PAGE_FIELD");
+
+        let buffer = match get("BUFFER_HOURS") {
+            None => TimeDelta::hours(2),
+            Some(v) => parse_buffer_hours(&v).ok_or_else(|| {
+                Error::config(
+                    "BUFFER_HOURS",
+                    format!("expected a non-negative number of hours such as 2 or 0.5, got {v:?}"),
+                )
+            })?,
+        };
+
+        let sync_id = get("SYNC_ID").unwrap_or_else(|| "user".into());
+        validate_sync_id(&sync_id)?;
+
+        let state = parse_state(&get("STATE_STORE").unwrap_or_else(|| DEFAULT_STATE_STORE.into()))?;
+        let output = parse_output(&get("OUTPUT").unwrap_or_else(|| DEFAULT_OUTPUT.into()))?;
+
+        let defaults = BatchLimits::default();
+        let batch = BatchLimits {
+            max_records: parse_positive(&get, "BATCH_MAX_RECORDS", defaults.max_records)?,
+            max_bytes: parse_positive(&get, "BATCH_MAX_BYTES", defaults.max_bytes)?,
+        };
+        let timeout_secs = parse_positive(&get, "API_TIMEOUT_SECONDS", 30)?;
+        let max_attempts = parse_positive(&get, "API_MAX_ATTEMPTS", 6)?;
+
+        Ok(Config {
+            api: ApiConfig {
+                url,
+                since_param,
+                records_field,
+                next_page_field,
+                timeout: std::time::Duration::from_secs(timeout_secs as u64),
+                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+            },
+            buffer,
+            sync_id,
+            state,
+            output,
+            batch,
+        })
+    }
+}
+
+/// Parses a buffer in hours: a plain decimal number, not negative.
+pub fn parse_buffer_hours(v: &str) -> Option<TimeDelta> {
+    v.parse::<f64>().ok().and_then(window::buffer_from_hours)
+}
+
+fn parse_positive(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    default: usize,
+) -> Result<usize> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(Error::config(
+                var,
+                format!("expected a positive whole number, got {v:?}"),
+            )),
+        },
+    }
+}
+
+fn parse_http_url(v: &str) -> Result<url::Url> {
+    let bad = |why: &str| {
+        Error::config(
+            "API_URL",
+            format!("expected an http:// or https:// URL, got {v:?} ({why})"),
+        )
+    };
+    let url = url::Url::parse(v).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("unsupported scheme"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    Ok(url)
+}
+
+/// A sync id names a DynamoDB item and an output folder: keep it to a safe alphabet.
+fn validate_sync_id(id: &str) -> Result<()> {
+    let ok = id.len() <= 128
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "SYNC_ID",
+            format!("expected 1-128 characters of [A-Za-z0-9_.-] starting with a letter or digit, got {id:?}"),
+        ))
+    }
+}
+
+fn parse_state(v: &str) -> Result<StateLocation> {
+    let form = "expected dynamodb://TABLE or file://PATH";
+    if let Some(table) = v.strip_prefix("dynamodb://") {
+        let valid = (3..=255).contains(&table.len())
+            && table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            return Err(Error::config(
+                "STATE_STORE",
+                format!("{form}; {table:?} is not a valid DynamoDB table name"),
+            ));
+        }
+        Ok(StateLocation::DynamoDb {
+            table: table.to_string(),
+        })
+    } else if let Some(path) = v.strip_prefix("file://") {
+        if path.is_empty() || path.ends_with('/') {
+            return Err(Error::config(
+                "STATE_STORE",
+                format!("{form}; {v:?} names no file"),
+            ));
+        }
+        Ok(StateLocation::File {
+            path: PathBuf::from(path),
+        })
+    } else {
+        Err(Error::config("STATE_STORE", format!("{form}, got {v:?}")))
+    }
+}
+
+fn parse_output(v: &str) -> Result<OutputLocation> {
+    let form = "expected s3://BUCKET/PREFIX or file://DIR";
+    if let Some(rest) = v.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+        if !valid_bucket {
+            return Err(Error::config(
+                "OUTPUT",
+                format!("{form}; {bucket:?} is not a valid bucket name"),
+            ));
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        if prefix.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(Error::config(
+                "OUTPUT",
+                format!("{form}; the prefix may not contain . or .. segments"),
+            ));
+        }
+        Ok(OutputLocation::S3 {
+            bucket: bucket.to_string(),
+            prefix,
+        })
+    } else if let Some(dir) = v.strip_prefix("file://") {
+        if dir.is_empty() {
+            return Err(Error::config("OUTPUT", format!("{form}; {v:?} names no directory")));
+        }
+        Ok(OutputLocation::Dir {
+            root: PathBuf::from(dir),
+        })
+    } else {
+        Err(Error::config("OUTPUT", format!("{form}, got {v:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn err_var(pairs: &[(&str, &str)]) -> String {
+        match cfg(pairs) {
+            Err(Error::Config { var, .. }) => var,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    const API: (&str, &str) = ("API_URL", "http://127.0.0.1:5001/incremental/timestamp");
+
+    #[test]
+    fn defaults_are_local_and_file_backed() {
+        let c = cfg(&[API]).unwrap();
+        assert_eq!(c.api.since_param, "since");
+        assert_eq!(c.api.records_field, "data");
+        assert_eq!(c.api.next_page_field, None);
+        assert_eq!(c.buffer, TimeDelta::hours(2));
+        assert_eq!(c.sync_id, "user");
+        assert_eq!(
+            c.state,
+            StateLocation::File {
+                path: "./.replay-sync/state.json".into()
+            }
+        );
+        assert_eq!(
+            c.output,
+            OutputLocation::Dir {
+                root: "./.replay-sync/output".into()
+            }
+        );
+        assert_eq!(c.batch, BatchLimits::default());
+    }
+
+    #[test]
+    fn aws_locations_parse() {
+        let c = cfg(&[
+            API,
+            ("STATE_STORE", "dynamodb://replay-sync-state"),
+            ("OUTPUT", "s3://my-lake/raw/api/"),
+            ("BUFFER_HOURS", "0.5"),
+            ("API_NEXT_PAGE_FIELD", "next_page_url"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.state,
+            StateLocation::DynamoDb {
+                table: "replay-sync-state".into()
+            }
+        );
+        assert_eq!(
+            c.output,
+            OutputLocation::S3 {
+                bucket: "my-lake".into(),
+                prefix: "raw/api".into()
+            }
+        );
+        assert_eq!(c.buffer, TimeDelta::minutes(30));
+        assert_eq!(c.api.next_page_field.as_deref(), Some("next_page_url"));
+        let bare = cfg(&[API, ("OUTPUT", "s3://my-lake")]).unwrap();
+        assert_eq!(
+            bare.output,
+            OutputLocation::S3 {
+                bucket: "my-lake".into(),
+                prefix: "".into()
+            }
+        );
+    }
+
+    #[test]
+    fn each_bad_variable_is_named() {
+        assert_eq!(err_var(&[]), "API_URL");
+        assert_eq!(err_var(&[("API_URL", "")]), "API_URL");
+        assert_eq!(err_var(&[("API_URL", "ftp://x/y")]), "API_URL");
+        assert_eq!(err_var(&[("API_URL", "not a url")]), "API_URL");
+        assert_eq!(err_var(&[API, ("BUFFER_HOURS", "-1")]), "BUFFER_HOURS");
+        assert_eq!(err_var(&[API, ("BUFFER_HOURS", "two")]), "BUFFER_HOURS");
+        assert_eq!(err_var(&[API, ("BUFFER_HOURS", "NaN")]), "BUFFER_HOURS");
+        assert_eq!(err_var(&[API, ("STATE_STORE", "redis://x")]), "STATE_STORE");
+        assert_eq!(err_var(&[API, ("STATE_STORE", "dynamodb://")]), "STATE_STORE");
+        assert_eq!(err_var(&[API, ("STATE_STORE", "file://")]), "STATE_STORE");
+        assert_eq!(err_var(&[API, ("OUTPUT", "gs://bucket/x")]), "OUTPUT");
+        assert_eq!(err_var(&[API, ("OUTPUT", "s3://Bad_Bucket/x")]), "OUTPUT");
+        assert_eq!(err_var(&[API, ("OUTPUT", "s3://bucket/../x")]), "OUTPUT");
+        assert_eq!(err_var(&[API, ("SYNC_ID", "../etc")]), "SYNC_ID");
+        assert_eq!(err_var(&[API, ("SYNC_ID", "a b")]), "SYNC_ID");
+        assert_eq!(err_var(&[API, ("BATCH_MAX_RECORDS", "0")]), "BATCH_MAX_RECORDS");
+        assert_eq!(err_var(&[API, ("BATCH_MAX_BYTES", "lots")]), "BATCH_MAX_BYTES");
+    }
+
+    #[test]
+    fn error_line_names_variable_and_form() {
+        let msg = cfg(&[API, ("BUFFER_HOURS", "-3")]).unwrap_err().to_string();
+        assert!(msg.contains("BUFFER_HOURS"), "{msg}");
+        assert!(msg.contains("non-negative number of hours"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+    }
+}

@@ -1,0 +1,274 @@
+//! What an invocation can ask for: a scheduled run (EventBridge) or a manual run with
+//! overrides. Parsing is strict — an unknown or misspelt field is an error naming it, raised
+//! before anything is read or written, so a typo can never silently run a normal sync.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::window;
+
+/// How the run was triggered (reported in logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+}
+
+/// A validated invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub trigger: Trigger,
+    /// Start from this cursor instead of the stored one (manual replay).
+    pub state_override: Option<DateTime<Utc>>,
+    /// This run's buffer, replacing `BUFFER_HOURS`.
+    pub buffer: Option<TimeDelta>,
+    /// Plan and fetch; write nothing, checkpoint nothing.
+    pub dry_run: bool,
+    /// Allow the checkpoint to move the cursor backwards (only with `state_override`).
+    pub rewind: bool,
+}
+
+impl RunRequest {
+    /// A normal scheduled run.
+    pub fn scheduled() -> Self {
+        RunRequest {
+            trigger: Trigger::Scheduled,
+            state_override: None,
+            buffer: None,
+            dry_run: false,
+            rewind: false,
+        }
+    }
+}
+
+/// Fields of the EventBridge envelope (all AWS-controlled).
+const EVENTBRIDGE_FIELDS: &[&str] = &[
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+];
+const MANUAL_FIELDS: &[&str] = &["state_override", "buffer_hours", "dry_run", "rewind"];
+const OVERRIDE_FIELDS: &[&str] = &["last_timestamp"];
+
+/// Parses an invocation payload. `null` (an invocation without a payload) is a scheduled run.
+pub fn parse_event(event: &Value) -> Result<RunRequest> {
+    let obj = match event {
+        Value::Null => return Ok(RunRequest::scheduled()),
+        Value::Object(o) => o,
+        other => {
+            return Err(Error::event(
+                "event",
+                format!("expected a JSON object, got {}", json_kind(other)),
+            ));
+        }
+    };
+    if obj.contains_key("detail-type") || obj.contains_key("source") {
+        parse_scheduled(obj)
+    } else {
+        parse_manual(obj)
+    }
+}
+
+fn parse_scheduled(obj: &Map<String, Value>) -> Result<RunRequest> {
+    reject_unknown(obj, EVENTBRIDGE_FIELDS, "", "an EventBridge Scheduled Event")?;
+    match obj.get("detail-type") {
+        Some(Value::String(s)) if s == "Scheduled Event" => Ok(RunRequest::scheduled()),
+        Some(other) => Err(Error::event(
+            "detail-type",
+            format!("only \"Scheduled Event\" is handled, got {other}"),
+        )),
+        None => Err(Error::event(
+            "detail-type",
+            "an EventBridge event must carry \"detail-type\": \"Scheduled Event\"",
+        )),
+    }
+}
+
+fn parse_manual(obj: &Map<String, Value>) -> Result<RunRequest> {
+    reject_unknown(obj, MANUAL_FIELDS, "", "a manual event")?;
+    let mut req = RunRequest {
+        trigger: Trigger::Manual,
+        ..RunRequest::scheduled()
+    };
+
+    if let Some(v) = obj.get("state_override") {
+        let o = v.as_object().ok_or_else(|| {
+            Error::event(
+                "state_override",
+                format!(
+                    "expected an object like {{\"last_timestamp\": \"2024-01-15T10:30:00Z\"}}, got {}",
+                    json_kind(v)
+                ),
+            )
+        })?;
+        reject_unknown(o, OVERRIDE_FIELDS, "state_override.", "state_override")?;
+        let field = "state_override.last_timestamp";
+        let ts = match o.get("last_timestamp") {
+            Some(Value::String(s)) => window::parse_ts(s).ok_or_else(|| {
+                Error::event(
+                    field,
+                    format!("expected an RFC 3339 timestamp with a zone such as 2024-01-15T10:30:00Z, got {s:?}"),
+                )
+            })?,
+            Some(other) => {
+                return Err(Error::event(
+                    field,
+                    format!("expected an RFC 3339 string, got {}", json_kind(other)),
+                ));
+            }
+            None => return Err(Error::event(field, "is required inside state_override")),
+        };
+        req.state_override = Some(ts);
+    }
+
+    if let Some(v) = obj.get("buffer_hours") {
+        let hours = v.as_f64().ok_or_else(|| {
+            Error::event(
+                "buffer_hours",
+                format!("expected a non-negative number of hours, got {}", json_kind(v)),
+            )
+        })?;
+        req.buffer = Some(window::buffer_from_hours(hours).ok_or_else(|| {
+            Error::event(
+                "buffer_hours",
+                format!("expected a non-negative number of hours, got {hours}"),
+            )
+        })?);
+    }
+
+    req.dry_run = bool_field(obj, "dry_run")?;
+    req.rewind = bool_field(obj, "rewind")?;
+    if req.rewind && req.state_override.is_none() {
+        return Err(Error::event(
+            "rewind",
+            "only allowed together with state_override (it lets that override move the cursor backwards)",
+        ));
+    }
+    Ok(req)
+}
+
+fn bool_field(obj: &Map<String, Value>, name: &str) -> Result<bool> {
+    match obj.get(name) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::event(
+            name,
+            format!("expected true or false, got {}", json_kind(other)),
+        )),
+    }
+}
+
+fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str], path: &str, what: &str) -> Result<()> {
+    // Report the first unknown field in a stable (sorted) order.
+    let mut unknown: Vec<&String> = obj.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(k) => Err(Error::event(
+            format!("{path}{k}"),
+            format!("unknown field in {what}; expected one of: {}", allowed.join(", ")),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field_of(v: Value) -> String {
+        match parse_event(&v) {
+            Err(Error::Event { field, .. }) => field,
+            other => panic!("expected an event error for {v}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scheduled_event_is_a_normal_run() {
+        let ev = json!({
+            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2024-01-15T10:30:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/replay-sync"], "detail": {}
+        });
+        assert_eq!(parse_event(&ev).unwrap(), RunRequest::scheduled());
+        assert_eq!(parse_event(&Value::Null).unwrap(), RunRequest::scheduled());
+    }
+
+    #[test]
+    fn manual_event_with_every_field() {
+        let r = parse_event(&json!({
+            "state_override": {"last_timestamp": "2024-01-15T10:30:00Z"},
+            "buffer_hours": 6, "dry_run": true, "rewind": true
+        }))
+        .unwrap();
+        assert_eq!(r.trigger, Trigger::Manual);
+        assert_eq!(
+            r.state_override.map(window::format_ts).as_deref(),
+            Some("2024-01-15T10:30:00Z")
+        );
+        assert_eq!(r.buffer, Some(TimeDelta::hours(6)));
+        assert!(r.dry_run && r.rewind);
+        let empty = parse_event(&json!({})).unwrap();
+        assert_eq!(empty.trigger, Trigger::Manual);
+        assert!(!empty.dry_run && empty.state_override.is_none());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert_eq!(field_of(json!({"dryrun": true})), "dryrun");
+        assert_eq!(field_of(json!({"dry_run": "yes"})), "dry_run");
+        assert_eq!(field_of(json!({"buffer_hours": -1})), "buffer_hours");
+        assert_eq!(field_of(json!({"buffer_hours": "6"})), "buffer_hours");
+        assert_eq!(
+            field_of(json!({"state_override": {"last_timestamp": "yesterday"}})),
+            "state_override.last_timestamp"
+        );
+        assert_eq!(
+            field_of(json!({"state_override": {"last_timestamp": "2024-01-15T10:30:00"}})),
+            "state_override.last_timestamp"
+        );
+        assert_eq!(
+            field_of(json!({"state_override": {"last_timestamp": "2024-01-15T10:30:00Z", "version": 3}})),
+            "state_override.version"
+        );
+        assert_eq!(field_of(json!({"state_override": {}})), "state_override.last_timestamp");
+        assert_eq!(field_of(json!({"state_override": "2024-01-15T10:30:00Z"})), "state_override");
+        assert_eq!(field_of(json!({"rewind": true})), "rewind");
+        assert_eq!(field_of(json!([1, 2])), "event");
+        assert_eq!(
+            field_of(json!({"detail-type": "Object Created", "source": "aws.s3"})),
+            "detail-type"
+        );
+        // A manual override smuggled into a scheduled event must not be ignored.
+        assert_eq!(
+            field_of(json!({"detail-type": "Scheduled Event", "source": "aws.events", "dry_run": true})),
+            "dry_run"
+        );
+    }
+
+    #[test]
+    fn message_says_what_is_expected() {
+        let e = parse_event(&json!({"bufer_hours": 6})).unwrap_err().to_string();
+        assert!(e.contains("bufer_hours") && e.contains("buffer_hours"), "{e}");
+    }
+}

@@ -1,0 +1,38 @@
+//! # replay-sync
+//!
+//! An AWS Lambda (and a local command) that keeps an S3 data lake in step with an HTTP API
+//! served from a lagging read replica. Each run loads the cursor, re-reads everything updated
+//! since `cursor − buffer` (the buffer catches rows that reached the replica late), writes
+//! the records as JSON Lines objects (upserts keyed by `id`), writes a manifest, and moves
+//! the cursor with a conditional write.
+//!
+//! # Layout
+//!
+//! The engine — [`config`], [`event`], [`window`], [`record`], [`batch`], [`sync`] — knows
+//! nothing of AWS, HTTP or Lambda: it talks to three ports.
+//!
+//! * [`source`]: [`source::Source`], and the HTTP adapter (paging, retries);
+//! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;
+//! * [`sink`]: [`sink::Sink`], with S3 and directory adapters;
+//! * [`app`]: wiring from [`config::Config`] to adapters, the Lambda edge, logging;
+//! * [`cli`]: the local `replay-sync invoke` mode.
+//!
+//! `src/main.rs` only chooses between the Lambda runtime and the local mode.
+
+pub mod app;
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod record;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod sync;
+pub mod window;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use event::RunRequest;
+pub use sync::{Engine, RunSummary, Settings, Status};

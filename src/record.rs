@@ -1,0 +1,392 @@
+//! API records: parsing a page, validating `id`/`updatedAt`, and encoding JSON Lines.
+//!
+//! Records are kept as their original JSON text (lossless: numbers, key order and string
+//! escapes are exactly what the API sent). Only whitespace between tokens is dropped, and
+//! only when the record spans several lines, because a JSON Lines record must fit on one.
+//! `_synced_at` is spliced in before the closing brace.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::window;
+
+/// A valid record: it has an `id` and a parsable, zoned `updatedAt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key.
+    pub id: Box<str>,
+    /// `updatedAt`, normalised to UTC.
+    pub updated_at: DateTime<Utc>,
+    /// The record's JSON object text, on one line.
+    json: Box<str>,
+}
+
+/// An item of the records array that cannot be synced, and why. It is written to
+/// `_rejected/`, never dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub reason: String,
+    json: Box<str>,
+}
+
+/// One item of a page's records array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Valid(Record),
+    Rejected(Rejected),
+}
+
+/// A parsed response page.
+#[derive(Debug, Default)]
+pub struct ParsedPage {
+    pub entries: Vec<Entry>,
+    /// The next page's URL from the body's next-page field (absent or null: none).
+    pub next: Option<String>,
+}
+
+impl Record {
+    /// Encoded size of this record's line, `_synced_at` included (an upper bound).
+    pub fn line_len(&self) -> usize {
+        self.json.len() + SYNCED_AT_OVERHEAD
+    }
+
+    /// Appends the JSON Lines line for this record: the original object plus `_synced_at`.
+    pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
+        // `json` is an object with at least one member (it has an `id`), ending in `}`.
+        let body = self.json.strip_suffix('}').unwrap_or(&self.json);
+        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(b",\"_synced_at\":\"");
+        out.extend_from_slice(synced_at.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+
+    /// The record's JSON text (no `_synced_at`).
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
+impl Rejected {
+    /// Appends `{"reason":…,"record":<the item as sent>,"_synced_at":…}` and a newline.
+    pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
+        out.extend_from_slice(b"{\"reason\":");
+        // Serialising a &str cannot fail.
+        out.extend_from_slice(serde_json::to_string(&self.reason).unwrap_or_default().as_bytes());
+        out.extend_from_slice(b",\"record\":");
+        out.extend_from_slice(self.json.as_bytes());
+        out.extend_from_slice(b",\"_synced_at\":\"");
+        out.extend_from_slice(synced_at.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+}
+
+/// `,"_synced_at":"2024-01-15T10:30:00.000Z"` and the newline.
+const SYNCED_AT_OVERHEAD: usize = 42;
+
+/// Parses a response body: a JSON object whose `records_field` is an array of records and
+/// whose optional `next_field` is a URL string or null. Fails with a message that says what
+/// is wrong with the body (never quoting record contents).
+pub fn parse_page(
+    body: &[u8],
+    records_field: &str,
+    next_field: Option<&str>,
+) -> Result<ParsedPage, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = PageSeed {
+        records_field,
+        next_field,
+    }
+    .deserialize(&mut de)
+    .and_then(|p| de.end().map(|()| p))
+    .map_err(|e| describe_json_error(&e, records_field, next_field))?;
+
+    let items = raw
+        .records
+        .ok_or_else(|| format!("the response has no `{records_field}` field (API_RECORDS_FIELD)"))?;
+    let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
+        format!("`{records_field}` is not an array (API_RECORDS_FIELD must name the array of records)")
+    })?;
+    Ok(ParsedPage {
+        entries: items.into_iter().map(parse_record).collect(),
+        next: raw.next,
+    })
+}
+
+fn describe_json_error(e: &serde_json::Error, records_field: &str, next_field: Option<&str>) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => format!("the body is truncated (JSON ended early: {e})"),
+        Category::Syntax => format!("the body is not valid JSON ({e})"),
+        Category::Data => {
+            let msg = e.to_string();
+            if msg.contains(NEXT_NOT_STRING) {
+                format!(
+                    "the next-page field `{}` must be a URL string or null ({e})",
+                    next_field.unwrap_or_default()
+                )
+            } else if msg.contains(DUPLICATE_RECORDS) {
+                format!("the body has `{records_field}` twice")
+            } else {
+                format!("the body is not a JSON object ({e})")
+            }
+        }
+        Category::Io => format!("reading the body failed ({e})"),
+    }
+}
+
+const NEXT_NOT_STRING: &str = "next page field is not a string";
+const DUPLICATE_RECORDS: &str = "duplicate records field";
+
+struct PageSeed<'f> {
+    records_field: &'f str,
+    next_field: Option<&'f str>,
+}
+
+struct RawPage<'de> {
+    records: Option<&'de RawValue>,
+    next: Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_> {
+    type Value = RawPage<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_> {
+    type Value = RawPage<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut page = RawPage {
+            records: None,
+            next: None,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.records_field {
+                if page.records.is_some() {
+                    return Err(de::Error::custom(DUPLICATE_RECORDS));
+                }
+                page.records = Some(map.next_value::<&'de RawValue>()?);
+            } else if Some(key.as_str()) == self.next_field {
+                let v: &'de RawValue = map.next_value()?;
+                page.next = match serde_json::from_str::<Option<String>>(v.get()) {
+                    Ok(next) => next.filter(|s| !s.is_empty()),
+                    Err(_) => return Err(de::Error::custom(NEXT_NOT_STRING)),
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(page)
+    }
+}
+
+#[derive(Deserialize)]
+struct Keys<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(rename = "updatedAt", borrow, default)]
+    updated_at: Option<&'a RawValue>,
+}
+
+/// Validates one item of the records array.
+pub fn parse_record(raw: &RawValue) -> Entry {
+    let text = raw.get();
+    let json: Box<str> = if text.contains(['\n', '\r']) {
+        compact(text).into()
+    } else {
+        text.into()
+    };
+    let reject = |reason: String| {
+        Entry::Rejected(Rejected {
+            reason,
+            json: json.clone(),
+        })
+    };
+    if !text.starts_with('{') {
+        return reject("the record is not a JSON object".into());
+    }
+    let keys: Keys = match serde_json::from_str(text) {
+        Ok(k) => k,
+        Err(e) => return reject(format!("the record's keys are unusable ({e})")),
+    };
+    let Some(id) = keys.id else {
+        return reject("missing `id` (absent or null)".into());
+    };
+    let id = match canonical_id(id.get()) {
+        Ok(id) => id,
+        Err(why) => return reject(why),
+    };
+    let Some(updated) = keys.updated_at else {
+        return reject("missing `updatedAt` (absent or null)".into());
+    };
+    let Ok(updated) = serde_json::from_str::<std::borrow::Cow<str>>(updated.get()) else {
+        return reject("`updatedAt` is not a string".into());
+    };
+    let Some(updated_at) = window::parse_ts(&updated) else {
+        return reject(
+            "`updatedAt` is not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)".into(),
+        );
+    };
+    Entry::Valid(Record {
+        id,
+        updated_at,
+        json,
+    })
+}
+
+/// The id as canonical JSON text, so that `"42"` and `42` stay distinct keys and two
+/// spellings of the same string (`"a"`, `"\u0061"`) are one key.
+fn canonical_id(text: &str) -> Result<Box<str>, String> {
+    match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => Ok(text.into()),
+        Some(b'"') => serde_json::from_str::<String>(text)
+            .ok()
+            .and_then(|s| serde_json::to_string(&s).ok())
+            .map(Into::into)
+            .ok_or_else(|| "`id` is not a valid string".to_string()),
+        Some(b'-' | b'0'..=b'9') => Ok(text.into()),
+        _ => Err("`id` must be a string or a number".into()),
+    }
+}
+
+/// Removes whitespace between tokens (never inside strings). The value is unchanged.
+fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(body: &str) -> Result<ParsedPage, String> {
+        parse_page(body.as_bytes(), "data", Some("next"))
+    }
+
+    fn reason(body: &str) -> String {
+        match &page(body).unwrap().entries[0] {
+            Entry::Rejected(r) => r.reason.clone(),
+            Entry::Valid(r) => panic!("expected a rejection, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_page_keeps_records_verbatim() {
+        let p = page(r#"{"data":[{"id":"a","n":1.50,"updatedAt":"2024-01-15T10:30:00Z","s":"x\u00e9"}],"next":null}"#)
+            .unwrap();
+        assert_eq!(p.next, None);
+        let Entry::Valid(r) = &p.entries[0] else { panic!() };
+        assert_eq!(&*r.id, "\"a\"");
+        let mut out = Vec::new();
+        r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"id\":\"a\",\"n\":1.50,\"updatedAt\":\"2024-01-15T10:30:00Z\",\"s\":\"x\\u00e9\",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n"
+        );
+        assert!(r.line_len() >= r.json().len() + ",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n".len() - 1);
+    }
+
+    #[test]
+    fn multi_line_records_become_one_line_losslessly() {
+        let body = "{\"data\": [\n  {\n    \"id\": 7,\n    \"address\": \"1 Main St\\nTown\",\n    \"updatedAt\": \"2024-01-15T10:30:00+02:00\"\n  }\n]}";
+        let p = page(body).unwrap();
+        let Entry::Valid(r) = &p.entries[0] else { panic!() };
+        assert_eq!(r.json(), r#"{"id":7,"address":"1 Main St\nTown","updatedAt":"2024-01-15T10:30:00+02:00"}"#);
+        assert_eq!(window::format_ts(r.updated_at), "2024-01-15T08:30:00Z");
+        let mut out = Vec::new();
+        r.write_line(&mut out, "t");
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["address"], "1 Main St\nTown");
+    }
+
+    #[test]
+    fn next_page_field_is_read() {
+        let p = page(r#"{"next":"http://h/p?page=2","data":[]}"#).unwrap();
+        assert_eq!(p.next.as_deref(), Some("http://h/p?page=2"));
+        assert!(p.entries.is_empty());
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        assert!(page("<html>oops</html>").unwrap_err().contains("not valid JSON"));
+        assert!(page(r#"{"data":[{"id":1,"#).unwrap_err().contains("truncated"));
+        assert!(page(r#"{"items":[]}"#).unwrap_err().contains("no `data` field"));
+        assert!(page(r#"{"data":{"id":1}}"#).unwrap_err().contains("not an array"));
+        assert!(page(r#"{"data":null}"#).unwrap_err().contains("not an array"));
+        assert!(page(r#"[1,2]"#).unwrap_err().contains("not a JSON object"));
+        assert!(page(r#"{"data":[],"next":5}"#).unwrap_err().contains("next-page field"));
+        assert!(page(r#"{"data":[],"data":[]}"#).unwrap_err().contains("twice"));
+        assert!(page(r#"{"data":[]} trailing"#).unwrap_err().contains("not valid JSON"));
+        assert!(page("").unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_a_reason() {
+        assert!(reason(r#"{"data":[{"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("missing `id`"));
+        assert!(reason(r#"{"data":[{"id":null,"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("missing `id`"));
+        assert!(reason(r#"{"data":[{"id":"a"}]}"#).contains("missing `updatedAt`"));
+        assert!(reason(r#"{"data":[{"id":"a","updatedAt":"soon"}]}"#).contains("RFC 3339"));
+        assert!(reason(r#"{"data":[{"id":"a","updatedAt":"2024-01-15T10:30:00"}]}"#).contains("RFC 3339"));
+        assert!(reason(r#"{"data":[{"id":"a","updatedAt":1705314600}]}"#).contains("not a string"));
+        assert!(reason(r#"{"data":[{"id":{"x":1},"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("string or a number"));
+        assert!(reason(r#"{"data":[["a","2024-01-15T10:30:00Z"]]}"#).contains("not a JSON object"));
+        assert!(reason(r#"{"data":[42]}"#).contains("not a JSON object"));
+        assert!(reason(r#"{"data":[{"id":"a","id":"b","updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("unusable"));
+    }
+
+    #[test]
+    fn rejected_line_carries_reason_and_original() {
+        let p = page(r#"{"data":[{"id":"a","updatedAt":"soon"}]}"#).unwrap();
+        let Entry::Rejected(r) = &p.entries[0] else { panic!() };
+        let mut out = Vec::new();
+        r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["record"]["updatedAt"], "soon");
+        assert!(v["reason"].as_str().unwrap().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn ids_are_canonical() {
+        let p = page(r#"{"data":[{"id":"\u0061","updatedAt":"2024-01-15T10:30:00Z"},{"id":"42","updatedAt":"2024-01-15T10:30:00Z"},{"id":42,"updatedAt":"2024-01-15T10:30:00Z"}]}"#).unwrap();
+        let ids: Vec<&str> = p
+            .entries
+            .iter()
+            .map(|e| match e {
+                Entry::Valid(r) => &*r.id,
+                Entry::Rejected(_) => panic!(),
+            })
+            .collect();
+        assert_eq!(ids, ["\"a\"", "\"42\"", "42"]);
+    }
+}
