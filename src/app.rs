@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::event::parse_event;
 use crate::sink::{Sink, dir::DirSink, s3::S3Sink};
 use crate::source::http::HttpSource;
-use crate::state::{Checkpoint, StateStore, SyncState, dynamodb::DynamoStateStore, file::FileStateStore};
+use crate::state::{
+    Checkpoint, StateStore, SyncState, dynamodb::DynamoStateStore, file::FileStateStore,
+};
 use crate::sync::{Engine, RunSummary, Settings};
 
 /// The state store chosen by `STATE_STORE`.
@@ -80,7 +82,8 @@ impl App {
     pub async fn new(config: Config) -> Result<App> {
         // Loaded at most once, and only when a DynamoDB or S3 location needs it.
         let aws = tokio::sync::OnceCell::new();
-        let aws_config = || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+        let aws_config =
+            || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
         let state = match &config.state {
             StateLocation::File { path } => AnyState::File(FileStateStore::new(path)),
             StateLocation::DynamoDb { table } => AnyState::DynamoDb(DynamoStateStore::new(
@@ -99,7 +102,11 @@ impl App {
                 {
                     s3 = s3.force_path_style(true);
                 }
-                AnySink::S3(S3Sink::new(aws_sdk_s3::Client::from_conf(s3.build()), bucket, prefix))
+                AnySink::S3(S3Sink::new(
+                    aws_sdk_s3::Client::from_conf(s3.build()),
+                    bucket,
+                    prefix,
+                ))
             }
         };
         Ok(App {

@@ -111,7 +111,10 @@ mod tests {
         let batch = b.take().unwrap();
         assert_eq!(batch.len(), 2);
         assert_eq!(&*batch[0].id, "\"a\"");
-        assert_eq!(crate::window::format_ts(batch[0].updated_at), "2024-01-15T11:00:00Z");
+        assert_eq!(
+            crate::window::format_ts(batch[0].updated_at),
+            "2024-01-15T11:00:00Z"
+        );
         assert_eq!(b.deduplicated(), 2);
         assert!(b.take().is_none());
     }

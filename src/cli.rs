@@ -82,7 +82,9 @@ fn parse_args(args: &[String]) -> Result<Option<Option<String>>, String> {
     while let Some(arg) = it.next() {
         match arg {
             "--event" | "-e" | "--data-file" => {
-                let v = it.next().ok_or_else(|| format!("{arg} needs a file name"))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("{arg} needs a file name"))?;
                 event = Some(v.to_string());
             }
             "-h" | "--help" => return Ok(None),

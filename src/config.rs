@@ -78,7 +78,11 @@ impl Config {
     /// Reads configuration through `get` (an empty value counts as unset), so tests need
     /// not touch the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
 
         let api_url = get("API_URL").ok_or_else(|| {
             Error::config(
@@ -185,7 +189,9 @@ fn validate_sync_id(id: &str) -> Result<()> {
     } else {
         Err(Error::config(
             "SYNC_ID",
-            format!("expected 1-128 characters of [A-Za-z0-9_.-] starting with a letter or digit, got {id:?}"),
+            format!(
+                "expected 1-128 characters of [A-Za-z0-9_.-] starting with a letter or digit, got {id:?}"
+            ),
         ))
     }
 }
@@ -248,7 +254,10 @@ fn parse_output(v: &str) -> Result<OutputLocation> {
         })
     } else if let Some(dir) = v.strip_prefix("file://") {
         if dir.is_empty() {
-            return Err(Error::config("OUTPUT", format!("{form}; {v:?} names no directory")));
+            return Err(Error::config(
+                "OUTPUT",
+                format!("{form}; {v:?} names no directory"),
+            ));
         }
         Ok(OutputLocation::Dir {
             root: PathBuf::from(dir),
@@ -348,15 +357,24 @@ mod tests {
         assert_eq!(err_var(&[API, ("BUFFER_HOURS", "two")]), "BUFFER_HOURS");
         assert_eq!(err_var(&[API, ("BUFFER_HOURS", "NaN")]), "BUFFER_HOURS");
         assert_eq!(err_var(&[API, ("STATE_STORE", "redis://x")]), "STATE_STORE");
-        assert_eq!(err_var(&[API, ("STATE_STORE", "dynamodb://")]), "STATE_STORE");
+        assert_eq!(
+            err_var(&[API, ("STATE_STORE", "dynamodb://")]),
+            "STATE_STORE"
+        );
         assert_eq!(err_var(&[API, ("STATE_STORE", "file://")]), "STATE_STORE");
         assert_eq!(err_var(&[API, ("OUTPUT", "gs://bucket/x")]), "OUTPUT");
         assert_eq!(err_var(&[API, ("OUTPUT", "s3://Bad_Bucket/x")]), "OUTPUT");
         assert_eq!(err_var(&[API, ("OUTPUT", "s3://bucket/../x")]), "OUTPUT");
         assert_eq!(err_var(&[API, ("SYNC_ID", "../etc")]), "SYNC_ID");
         assert_eq!(err_var(&[API, ("SYNC_ID", "a b")]), "SYNC_ID");
-        assert_eq!(err_var(&[API, ("BATCH_MAX_RECORDS", "0")]), "BATCH_MAX_RECORDS");
-        assert_eq!(err_var(&[API, ("BATCH_MAX_BYTES", "lots")]), "BATCH_MAX_BYTES");
+        assert_eq!(
+            err_var(&[API, ("BATCH_MAX_RECORDS", "0")]),
+            "BATCH_MAX_RECORDS"
+        );
+        assert_eq!(
+            err_var(&[API, ("BATCH_MAX_BYTES", "lots")]),
+            "BATCH_MAX_BYTES"
+        );
     }
 
     #[test]

@@ -78,7 +78,12 @@ pub fn parse_event(event: &Value) -> Result<RunRequest> {
 }
 
 fn parse_scheduled(obj: &Map<String, Value>) -> Result<RunRequest> {
-    reject_unknown(obj, EVENTBRIDGE_FIELDS, "", "an EventBridge Scheduled Event")?;
+    reject_unknown(
+        obj,
+        EVENTBRIDGE_FIELDS,
+        "",
+        "an EventBridge Scheduled Event",
+    )?;
     match obj.get("detail-type") {
         Some(Value::String(s)) if s == "Scheduled Event" => Ok(RunRequest::scheduled()),
         Some(other) => Err(Error::event(
@@ -133,7 +138,10 @@ fn parse_manual(obj: &Map<String, Value>) -> Result<RunRequest> {
         let hours = v.as_f64().ok_or_else(|| {
             Error::event(
                 "buffer_hours",
-                format!("expected a non-negative number of hours, got {}", json_kind(v)),
+                format!(
+                    "expected a non-negative number of hours, got {}",
+                    json_kind(v)
+                ),
             )
         })?;
         req.buffer = Some(window::buffer_from_hours(hours).ok_or_else(|| {
@@ -166,15 +174,26 @@ fn bool_field(obj: &Map<String, Value>, name: &str) -> Result<bool> {
     }
 }
 
-fn reject_unknown(obj: &Map<String, Value>, allowed: &[&str], path: &str, what: &str) -> Result<()> {
+fn reject_unknown(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    path: &str,
+    what: &str,
+) -> Result<()> {
     // Report the first unknown field in a stable (sorted) order.
-    let mut unknown: Vec<&String> = obj.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+    let mut unknown: Vec<&String> = obj
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
     unknown.sort();
     match unknown.first() {
         None => Ok(()),
         Some(k) => Err(Error::event(
             format!("{path}{k}"),
-            format!("unknown field in {what}; expected one of: {}", allowed.join(", ")),
+            format!(
+                "unknown field in {what}; expected one of: {}",
+                allowed.join(", ")
+            ),
         )),
     }
 }
@@ -248,11 +267,19 @@ mod tests {
             "state_override.last_timestamp"
         );
         assert_eq!(
-            field_of(json!({"state_override": {"last_timestamp": "2024-01-15T10:30:00Z", "version": 3}})),
+            field_of(
+                json!({"state_override": {"last_timestamp": "2024-01-15T10:30:00Z", "version": 3}})
+            ),
             "state_override.version"
         );
-        assert_eq!(field_of(json!({"state_override": {}})), "state_override.last_timestamp");
-        assert_eq!(field_of(json!({"state_override": "2024-01-15T10:30:00Z"})), "state_override");
+        assert_eq!(
+            field_of(json!({"state_override": {}})),
+            "state_override.last_timestamp"
+        );
+        assert_eq!(
+            field_of(json!({"state_override": "2024-01-15T10:30:00Z"})),
+            "state_override"
+        );
         assert_eq!(field_of(json!({"rewind": true})), "rewind");
         assert_eq!(field_of(json!([1, 2])), "event");
         assert_eq!(
@@ -261,14 +288,21 @@ mod tests {
         );
         // A manual override smuggled into a scheduled event must not be ignored.
         assert_eq!(
-            field_of(json!({"detail-type": "Scheduled Event", "source": "aws.events", "dry_run": true})),
+            field_of(
+                json!({"detail-type": "Scheduled Event", "source": "aws.events", "dry_run": true})
+            ),
             "dry_run"
         );
     }
 
     #[test]
     fn message_says_what_is_expected() {
-        let e = parse_event(&json!({"bufer_hours": 6})).unwrap_err().to_string();
-        assert!(e.contains("bufer_hours") && e.contains("buffer_hours"), "{e}");
+        let e = parse_event(&json!({"bufer_hours": 6}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bufer_hours") && e.contains("buffer_hours"),
+            "{e}"
+        );
     }
 }

@@ -8,8 +8,8 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::window;
@@ -75,7 +75,11 @@ impl Rejected {
     pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
         out.extend_from_slice(b"{\"reason\":");
         // Serialising a &str cannot fail.
-        out.extend_from_slice(serde_json::to_string(&self.reason).unwrap_or_default().as_bytes());
+        out.extend_from_slice(
+            serde_json::to_string(&self.reason)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
         out.extend_from_slice(b",\"record\":");
         out.extend_from_slice(self.json.as_bytes());
         out.extend_from_slice(b",\"_synced_at\":\"");
@@ -104,11 +108,13 @@ pub fn parse_page(
     .and_then(|p| de.end().map(|()| p))
     .map_err(|e| describe_json_error(&e, records_field, next_field))?;
 
-    let items = raw
-        .records
-        .ok_or_else(|| format!("the response has no `{records_field}` field (API_RECORDS_FIELD)"))?;
+    let items = raw.records.ok_or_else(|| {
+        format!("the response has no `{records_field}` field (API_RECORDS_FIELD)")
+    })?;
     let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
-        format!("`{records_field}` is not an array (API_RECORDS_FIELD must name the array of records)")
+        format!(
+            "`{records_field}` is not an array (API_RECORDS_FIELD must name the array of records)"
+        )
     })?;
     Ok(ParsedPage {
         entries: items.into_iter().map(parse_record).collect(),
@@ -116,7 +122,11 @@ pub fn parse_page(
     })
 }
 
-fn describe_json_error(e: &serde_json::Error, records_field: &str, next_field: Option<&str>) -> String {
+fn describe_json_error(
+    e: &serde_json::Error,
+    records_field: &str,
+    next_field: Option<&str>,
+) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Eof => format!("the body is truncated (JSON ended early: {e})"),
@@ -235,7 +245,8 @@ pub fn parse_record(raw: &RawValue) -> Entry {
     };
     let Some(updated_at) = window::parse_ts(&updated) else {
         return reject(
-            "`updatedAt` is not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)".into(),
+            "`updatedAt` is not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)"
+                .into(),
         );
     };
     Entry::Valid(Record {
@@ -305,7 +316,9 @@ mod tests {
         let p = page(r#"{"data":[{"id":"a","n":1.50,"updatedAt":"2024-01-15T10:30:00Z","s":"x\u00e9"}],"next":null}"#)
             .unwrap();
         assert_eq!(p.next, None);
-        let Entry::Valid(r) = &p.entries[0] else { panic!() };
+        let Entry::Valid(r) = &p.entries[0] else {
+            panic!()
+        };
         assert_eq!(&*r.id, "\"a\"");
         let mut out = Vec::new();
         r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
@@ -313,15 +326,23 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{\"id\":\"a\",\"n\":1.50,\"updatedAt\":\"2024-01-15T10:30:00Z\",\"s\":\"x\\u00e9\",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n"
         );
-        assert!(r.line_len() >= r.json().len() + ",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n".len() - 1);
+        assert!(
+            r.line_len()
+                >= r.json().len() + ",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n".len() - 1
+        );
     }
 
     #[test]
     fn multi_line_records_become_one_line_losslessly() {
         let body = "{\"data\": [\n  {\n    \"id\": 7,\n    \"address\": \"1 Main St\\nTown\",\n    \"updatedAt\": \"2024-01-15T10:30:00+02:00\"\n  }\n]}";
         let p = page(body).unwrap();
-        let Entry::Valid(r) = &p.entries[0] else { panic!() };
-        assert_eq!(r.json(), r#"{"id":7,"address":"1 Main St\nTown","updatedAt":"2024-01-15T10:30:00+02:00"}"#);
+        let Entry::Valid(r) = &p.entries[0] else {
+            panic!()
+        };
+        assert_eq!(
+            r.json(),
+            r#"{"id":7,"address":"1 Main St\nTown","updatedAt":"2024-01-15T10:30:00+02:00"}"#
+        );
         assert_eq!(window::format_ts(r.updated_at), "2024-01-15T08:30:00Z");
         let mut out = Vec::new();
         r.write_line(&mut out, "t");
@@ -339,36 +360,84 @@ mod tests {
 
     #[test]
     fn bad_bodies_say_what_is_wrong() {
-        assert!(page("<html>oops</html>").unwrap_err().contains("not valid JSON"));
-        assert!(page(r#"{"data":[{"id":1,"#).unwrap_err().contains("truncated"));
-        assert!(page(r#"{"items":[]}"#).unwrap_err().contains("no `data` field"));
-        assert!(page(r#"{"data":{"id":1}}"#).unwrap_err().contains("not an array"));
-        assert!(page(r#"{"data":null}"#).unwrap_err().contains("not an array"));
+        assert!(
+            page("<html>oops</html>")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            page(r#"{"data":[{"id":1,"#)
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(
+            page(r#"{"items":[]}"#)
+                .unwrap_err()
+                .contains("no `data` field")
+        );
+        assert!(
+            page(r#"{"data":{"id":1}}"#)
+                .unwrap_err()
+                .contains("not an array")
+        );
+        assert!(
+            page(r#"{"data":null}"#)
+                .unwrap_err()
+                .contains("not an array")
+        );
         assert!(page(r#"[1,2]"#).unwrap_err().contains("not a JSON object"));
-        assert!(page(r#"{"data":[],"next":5}"#).unwrap_err().contains("next-page field"));
-        assert!(page(r#"{"data":[],"data":[]}"#).unwrap_err().contains("twice"));
-        assert!(page(r#"{"data":[]} trailing"#).unwrap_err().contains("not valid JSON"));
+        assert!(
+            page(r#"{"data":[],"next":5}"#)
+                .unwrap_err()
+                .contains("next-page field")
+        );
+        assert!(
+            page(r#"{"data":[],"data":[]}"#)
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(
+            page(r#"{"data":[]} trailing"#)
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         assert!(page("").unwrap_err().contains("truncated"));
     }
 
     #[test]
     fn bad_records_are_rejected_with_a_reason() {
-        assert!(reason(r#"{"data":[{"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("missing `id`"));
-        assert!(reason(r#"{"data":[{"id":null,"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("missing `id`"));
+        assert!(
+            reason(r#"{"data":[{"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("missing `id`")
+        );
+        assert!(
+            reason(r#"{"data":[{"id":null,"updatedAt":"2024-01-15T10:30:00Z"}]}"#)
+                .contains("missing `id`")
+        );
         assert!(reason(r#"{"data":[{"id":"a"}]}"#).contains("missing `updatedAt`"));
         assert!(reason(r#"{"data":[{"id":"a","updatedAt":"soon"}]}"#).contains("RFC 3339"));
-        assert!(reason(r#"{"data":[{"id":"a","updatedAt":"2024-01-15T10:30:00"}]}"#).contains("RFC 3339"));
+        assert!(
+            reason(r#"{"data":[{"id":"a","updatedAt":"2024-01-15T10:30:00"}]}"#)
+                .contains("RFC 3339")
+        );
         assert!(reason(r#"{"data":[{"id":"a","updatedAt":1705314600}]}"#).contains("not a string"));
-        assert!(reason(r#"{"data":[{"id":{"x":1},"updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("string or a number"));
+        assert!(
+            reason(r#"{"data":[{"id":{"x":1},"updatedAt":"2024-01-15T10:30:00Z"}]}"#)
+                .contains("string or a number")
+        );
         assert!(reason(r#"{"data":[["a","2024-01-15T10:30:00Z"]]}"#).contains("not a JSON object"));
         assert!(reason(r#"{"data":[42]}"#).contains("not a JSON object"));
-        assert!(reason(r#"{"data":[{"id":"a","id":"b","updatedAt":"2024-01-15T10:30:00Z"}]}"#).contains("unusable"));
+        assert!(
+            reason(r#"{"data":[{"id":"a","id":"b","updatedAt":"2024-01-15T10:30:00Z"}]}"#)
+                .contains("unusable")
+        );
     }
 
     #[test]
     fn rejected_line_carries_reason_and_original() {
         let p = page(r#"{"data":[{"id":"a","updatedAt":"soon"}]}"#).unwrap();
-        let Entry::Rejected(r) = &p.entries[0] else { panic!() };
+        let Entry::Rejected(r) = &p.entries[0] else {
+            panic!()
+        };
         let mut out = Vec::new();
         r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

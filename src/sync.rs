@@ -127,7 +127,12 @@ struct Written {
 
 impl Written {
     async fn data<Si: Sink>(&mut self, sink: &Si, batch: Vec<Record>) -> Result<()> {
-        let rel = format!("{}{}-{:05}.jsonl", self.prefix, self.run_id, self.objects.len());
+        let rel = format!(
+            "{}{}-{:05}.jsonl",
+            self.prefix,
+            self.run_id,
+            self.objects.len()
+        );
         let key = sink.key(&rel);
         let n = batch.len() as u64;
         let max = batch.iter().map(|r| r.updated_at).max();
@@ -211,7 +216,12 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
             pages += 1;
             fetched += page.entries.len() as u64;
             bytes += page.bytes as u64;
-            info!(page = pages, records = page.entries.len(), bytes = page.bytes, "fetched page");
+            info!(
+                page = pages,
+                records = page.entries.len(),
+                bytes = page.bytes,
+                "fetched page"
+            );
             for entry in page.entries {
                 match entry {
                     Entry::Valid(r) => {
@@ -222,7 +232,9 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
                     Entry::Rejected(r) => {
                         rejected.push(r);
                         if rejected.len() >= limits.max_records {
-                            written.rejected(self.sink, std::mem::take(&mut rejected)).await?;
+                            written
+                                .rejected(self.sink, std::mem::take(&mut rejected))
+                                .await?;
                         }
                     }
                 }
@@ -235,7 +247,12 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
             written.rejected(self.sink, rejected).await?;
         }
 
-        let new_cursor = window::next_cursor(stored.cursor, written.max_updated_at, started_at, req.rewind);
+        let new_cursor = window::next_cursor(
+            stored.cursor,
+            written.max_updated_at,
+            started_at,
+            req.rewind,
+        );
         let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
         let mut summary = RunSummary {
             sync_id: sync_id.clone(),
@@ -285,7 +302,9 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
             records_rejected: written.rejected_records,
             synced_at: written.synced_at.clone(),
         };
-        let manifest_key = self.sink.key(&format!("{sync_id}/_manifests/{run_id}.json"));
+        let manifest_key = self
+            .sink
+            .key(&format!("{sync_id}/_manifests/{run_id}.json"));
         let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
         self.sink.put(&manifest_key, body, sink::JSON).await?;
         summary.objects = written.objects.iter().map(|o| o.key.clone()).collect();

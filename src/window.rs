@@ -86,7 +86,10 @@ mod tests {
 
     #[test]
     fn seed_example_two_hour_buffer() {
-        let since = since(Some(ts("2024-01-15T10:30:00Z")), buffer_from_hours(2.0).unwrap());
+        let since = since(
+            Some(ts("2024-01-15T10:30:00Z")),
+            buffer_from_hours(2.0).unwrap(),
+        );
         assert_eq!(format_ts(since.unwrap()), "2024-01-15T08:30:00Z");
     }
 
@@ -167,6 +170,9 @@ mod tests {
             next_cursor(stored, None, ts("2024-01-16T00:00:00Z"), true),
             stored
         );
-        assert_eq!(next_cursor(None, None, ts("2024-01-16T00:00:00Z"), false), None);
+        assert_eq!(
+            next_cursor(None, None, ts("2024-01-16T00:00:00Z"), false),
+            None
+        );
     }
 }

@@ -30,7 +30,10 @@ impl Sink for DirSink {
     async fn put(&self, key: &str, body: Vec<u8>, _content_type: &'static str) -> Result<()> {
         let rel = Path::new(key);
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Error::sink(key, "refusing a key that leaves the output directory"));
+            return Err(Error::sink(
+                key,
+                "refusing a key that leaves the output directory",
+            ));
         }
         let path = self.root.join(rel);
         let key_owned = key.to_string();

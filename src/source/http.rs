@@ -93,7 +93,8 @@ impl Pages for HttpPages<'_> {
             return Ok(None);
         };
         self.visited.insert(url.clone());
-        let (headers, body) = fetch_with_retries(&self.src.client, &url, self.src.api.max_attempts).await?;
+        let (headers, body) =
+            fetch_with_retries(&self.src.client, &url, self.src.api.max_attempts).await?;
         let parsed = record::parse_page(
             &body,
             &self.src.api.records_field,
@@ -244,7 +245,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -255,7 +258,9 @@ pub fn link_next(headers: &HeaderMap) -> Option<String> {
         // Links are comma-separated; a URI in <> does not contain '>'.
         let mut rest = value;
         while let Some(start) = rest.find('<') {
-            let Some(end) = rest[start..].find('>') else { break };
+            let Some(end) = rest[start..].find('>') else {
+                break;
+            };
             let target = &rest[start + 1..start + end];
             let after = &rest[start + end + 1..];
             let params_end = after.find('<').unwrap_or(after.len());
@@ -332,26 +337,36 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(
             LINK,
-            HeaderValue::from_static(r#"<https://api/x?page=1>; rel="prev", <https://api/x?page=3>; rel="next""#),
+            HeaderValue::from_static(
+                r#"<https://api/x?page=1>; rel="prev", <https://api/x?page=3>; rel="next""#,
+            ),
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://api/x?page=3"));
         let mut h = HeaderMap::new();
         h.append(LINK, HeaderValue::from_static(r#"</p?page=2>; rel=next"#));
         assert_eq!(link_next(&h).as_deref(), Some("/p?page=2"));
         let mut h = HeaderMap::new();
-        h.append(LINK, HeaderValue::from_static(r#"<https://api/x?page=1>; rel="prev last""#));
+        h.append(
+            LINK,
+            HeaderValue::from_static(r#"<https://api/x?page=1>; rel="prev last""#),
+        );
         assert_eq!(link_next(&h), None);
     }
 
     #[test]
     fn retry_after_seconds_and_date() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -362,8 +377,14 @@ mod tests {
             assert!(d <= BACKOFF_CAP);
             assert!(d <= BACKOFF_BASE * 2u32.pow(attempt.min(20) - 1).max(1));
         }
-        assert_eq!(retry_delay(1, Some(Duration::from_secs(3))), Duration::from_secs(3));
-        assert_eq!(retry_delay(1, Some(Duration::from_secs(3600))), RETRY_AFTER_CAP);
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(3600))),
+            RETRY_AFTER_CAP
+        );
     }
 
     #[test]
@@ -387,6 +408,9 @@ mod tests {
             src.first_url(since).as_str(),
             "http://127.0.0.1:1/x?per_page=5&since=2024-01-15T08%3A30%3A00Z"
         );
-        assert_eq!(src.first_url(None).as_str(), "http://127.0.0.1:1/x?per_page=5&since=old");
+        assert_eq!(
+            src.first_url(None).as_str(),
+            "http://127.0.0.1:1/x?per_page=5&since=old"
+        );
     }
 }

@@ -45,7 +45,10 @@ impl FileStateStore {
     fn read(path: &Path) -> Result<Document> {
         match fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::state(format!("{} is not a valid state document: {e}", path.display()))
+                Error::state(format!(
+                    "{} is not a valid state document: {e}",
+                    path.display()
+                ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Document::new()),
             Err(e) => Err(Error::state(format!("reading {}: {e}", path.display()))),
@@ -75,7 +78,8 @@ impl FileStateStore {
         cursor: Option<DateTime<Utc>>,
         run_id: &str,
     ) -> Result<Checkpoint> {
-        let io = |what: &str, e: std::io::Error| Error::state(format!("{what} {}: {e}", path.display()));
+        let io =
+            |what: &str, e: std::io::Error| Error::state(format!("{what} {}: {e}", path.display()));
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -121,7 +125,11 @@ pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), fastrand::u64(..)));
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(body)?;
@@ -183,7 +191,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
         fs::write(&p, b"{not json").unwrap();
-        let err = FileStateStore::new(&p).load("user").await.unwrap_err().to_string();
+        let err = FileStateStore::new(&p)
+            .load("user")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a valid state document"), "{err}");
     }
 }

@@ -1,0 +1,221 @@
+//! A fixture API on 127.0.0.1:0 for what the playground does not cover: chosen records,
+//! bad bodies, error statuses, paging. Plain HTTP/1.1 over std sockets, one thread per
+//! connection, `Connection: close`. Every request is recorded for assertions.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub target: String,
+    pub query: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(v: &Value) -> Self {
+        Response::raw(200, v.to_string())
+    }
+
+    pub fn raw(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request, usize) -> Response + Send + Sync;
+
+pub struct FixtureApi {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FixtureApi {
+    /// Serves `handler(request, index_of_request)`.
+    pub fn start(handler: impl Fn(&Request, usize) -> Response + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fixture");
+        let port = listener.local_addr().expect("addr").port();
+        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (reqs, stop2) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (reqs, handler) = (reqs.clone(), handler.clone());
+                std::thread::spawn(move || serve(conn, &reqs, &*handler));
+            }
+        });
+        FixtureApi {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for FixtureApi {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(mut conn: TcpStream, reqs: &Mutex<Vec<Request>>, handler: &Handler) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+            break;
+        }
+    }
+    let (path, q) = target.split_once('?').unwrap_or((&target, ""));
+    let req = Request {
+        path: path.to_string(),
+        target: target.clone(),
+        query: url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect(),
+    };
+    let index = {
+        let mut r = reqs.lock().expect("lock");
+        r.push(req.clone());
+        r.len() - 1
+    };
+    let resp = handler(&req, index);
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        resp.status,
+        resp.body.len()
+    );
+    for (k, v) in &resp.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&resp.body);
+}
+
+/// How a records fixture pages.
+#[derive(Debug, Clone, Copy)]
+pub enum Paging {
+    /// One page with every record.
+    None,
+    /// `per_page` records a page; the next page's URL in the body field `next`.
+    BodyField(usize),
+    /// `per_page` records a page; the next page's URL in a `Link: <…>; rel="next"` header.
+    LinkHeader(usize),
+}
+
+/// A fixture serving `records` like the playground: `updatedAt >= since` (parsed as RFC 3339),
+/// sorted by `updatedAt`, under `data`. Records are served as given (bad ones included).
+pub fn records_api(records: Vec<Value>, paging: Paging) -> FixtureApi {
+    let records = Arc::new(records);
+    FixtureApi::start(move |req, _| {
+        let since = req.param("since").map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .expect("the fixture got an unparsable since")
+        });
+        let mut sel: Vec<&Value> = records
+            .iter()
+            .filter(|r| match (since, r["updatedAt"].as_str()) {
+                (None, _) => true,
+                (Some(s), Some(u)) => DateTime::parse_from_rfc3339(u).is_ok_and(|u| u >= s),
+                (Some(_), None) => true, // bad records always come back (the worst case)
+            })
+            .collect();
+        sel.sort_by_key(|r| r["updatedAt"].as_str().unwrap_or("").to_string());
+        let per_page = match paging {
+            Paging::None => usize::MAX,
+            Paging::BodyField(n) | Paging::LinkHeader(n) => n,
+        };
+        let page: usize = req.param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        let start = (page - 1).saturating_mul(per_page).min(sel.len());
+        let end = start.saturating_add(per_page).min(sel.len());
+        let mut next = None;
+        if end < sel.len() {
+            let mut q: Vec<(String, String)> = req
+                .query
+                .iter()
+                .filter(|(k, _)| k != "page")
+                .cloned()
+                .collect();
+            q.push(("page".into(), (page + 1).to_string()));
+            let qs = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(q)
+                .finish();
+            next = Some(format!("{}?{qs}", req.path));
+        }
+        let data: Vec<&Value> = sel[start..end].to_vec();
+        match paging {
+            Paging::BodyField(_) => Response::json(&json!({"data": data, "next": next})),
+            Paging::LinkHeader(_) => {
+                let r = Response::json(&json!({"data": data}));
+                match next {
+                    Some(n) => r.header("Link", &format!("<{n}>; rel=\"next\"")),
+                    None => r,
+                }
+            }
+            Paging::None => Response::json(&json!({"data": data})),
+        }
+    })
+}
+
+/// A user record like the playground's.
+pub fn user(id: &str, updated_at: &str) -> Value {
+    json!({
+        "id": id,
+        "name": format!("Name {id}"),
+        "email": format!("{id}@example.com"),
+        "address": "1 Main St\nTown",
+        "createdAt": "2024-01-01T00:00:00Z",
+        "updatedAt": updated_at,
+    })
+}

@@ -1,0 +1,301 @@
+//! Shared test support: real peers, a fixture API, and the two backends (file; DynamoDB + S3
+//! on moto) behind one interface so that one scenario suite runs on both.
+#![allow(dead_code)]
+
+pub mod fixture;
+pub mod peers;
+
+use std::path::PathBuf;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use replay_sync::app::{AnySink, AnyState};
+use replay_sync::config::{ApiConfig, BatchLimits, Config};
+use replay_sync::event::RunRequest;
+use replay_sync::sink::{dir::DirSink, s3::S3Sink};
+use replay_sync::source::http::HttpSource;
+use replay_sync::state::{StateStore, SyncState, dynamodb::DynamoStateStore, file::FileStateStore};
+use replay_sync::{Engine, RunSummary, Settings};
+use serde_json::Value;
+
+/// Which backends a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Aws,
+}
+
+/// One isolated backend: a state store, a sink, and a way to read what landed.
+pub struct Env {
+    pub kind: Kind,
+    pub state: AnyState,
+    pub sink: AnySink,
+    pub lake: Lake,
+    pub sync_id: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Reads the output back, whatever the backend.
+pub enum Lake {
+    Dir(PathBuf),
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+pub fn moto_sdk_config() -> aws_config::SdkConfig {
+    let endpoint = peers::moto().url();
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .build()
+}
+
+pub fn s3_client() -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&moto_sdk_config())
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&moto_sdk_config())
+}
+
+/// Creates a state table (`sync_id` string key) on moto.
+pub async fn create_table(name: &str) {
+    dynamodb_client()
+        .create_table()
+        .table_name(name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sync_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("sync_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table on moto");
+}
+
+pub async fn create_bucket(name: &str) {
+    s3_client()
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("create bucket on moto");
+}
+
+impl Env {
+    pub async fn new(kind: Kind) -> Env {
+        let sync_id = peers::unique("sync");
+        match kind {
+            Kind::File => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let out = dir.path().join("output");
+                Env {
+                    kind,
+                    state: AnyState::File(FileStateStore::new(dir.path().join("state/state.json"))),
+                    sink: AnySink::Dir(DirSink::new(&out)),
+                    lake: Lake::Dir(out),
+                    sync_id,
+                    _dir: Some(dir),
+                }
+            }
+            Kind::Aws => {
+                let table = peers::unique("state");
+                let bucket = peers::unique("lake");
+                create_table(&table).await;
+                create_bucket(&bucket).await;
+                Env {
+                    kind,
+                    state: AnyState::DynamoDb(DynamoStateStore::new(dynamodb_client(), &table)),
+                    sink: AnySink::S3(S3Sink::new(s3_client(), &bucket, "raw/api")),
+                    lake: Lake::S3 {
+                        client: s3_client(),
+                        bucket,
+                        prefix: "raw/api".into(),
+                    },
+                    sync_id,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            sync_id: self.sync_id.clone(),
+            buffer: chrono::TimeDelta::hours(2),
+            batch: BatchLimits::default(),
+        }
+    }
+
+    /// Runs the engine with `source` and this backend.
+    pub async fn run_with<S: replay_sync::source::Source>(
+        &self,
+        source: &S,
+        settings: &Settings,
+        req: &RunRequest,
+    ) -> replay_sync::Result<RunSummary> {
+        self.run_on(&self.state, source, settings, req).await
+    }
+
+    /// Runs the engine with another state store (a wrapper around this one).
+    pub async fn run_on<St: StateStore, S: replay_sync::source::Source>(
+        &self,
+        state: &St,
+        source: &S,
+        settings: &Settings,
+        req: &RunRequest,
+    ) -> replay_sync::Result<RunSummary> {
+        Engine {
+            state,
+            source,
+            sink: &self.sink,
+            settings,
+        }
+        .run(req, chrono::Utc::now())
+        .await
+    }
+
+    pub async fn state(&self) -> SyncState {
+        self.state.load(&self.sync_id).await.expect("load state")
+    }
+
+    /// Keys below the sync id's folder, relative to the output root, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        self.lake.keys().await
+    }
+
+    /// Reads a key as reported in a summary.
+    pub async fn get(&self, key: &str) -> Vec<u8> {
+        self.lake.get(key).await
+    }
+
+    /// Every data line (parsed) of the objects listed.
+    pub async fn lines(&self, keys: &[String]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for k in keys {
+            let body = self.get(k).await;
+            let text = String::from_utf8(body).expect("UTF-8 object");
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{k} must end with a newline"
+            );
+            for line in text.lines() {
+                out.push(
+                    serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("{k}: bad JSON line ({e}): {line}")),
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Lake {
+    /// Every key in the output (as a summary reports keys), sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        match self {
+            Lake::Dir(root) => {
+                let mut out = Vec::new();
+                let mut stack = vec![root.clone()];
+                while let Some(d) = stack.pop() {
+                    let Ok(rd) = std::fs::read_dir(&d) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else {
+                            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                            out.push(rel);
+                        }
+                    }
+                }
+                out.sort();
+                out
+            }
+            Lake::S3 { client, bucket, .. } => {
+                let mut out = Vec::new();
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    for o in page.expect("list objects").contents() {
+                        out.push(o.key().unwrap_or_default().to_string());
+                    }
+                }
+                out.sort();
+                out
+            }
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Vec<u8> {
+        match self {
+            Lake::Dir(root) => {
+                std::fs::read(root.join(key)).unwrap_or_else(|e| panic!("read {key}: {e}"))
+            }
+            Lake::S3 { client, bucket, .. } => client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+                .body
+                .collect()
+                .await
+                .expect("body")
+                .into_bytes()
+                .to_vec(),
+        }
+    }
+}
+
+/// An HTTP source for `url` with the defaults of the contract.
+pub fn source(url: &str) -> HttpSource {
+    source_with(url, |_| {})
+}
+
+pub fn source_with(url: &str, tweak: impl FnOnce(&mut ApiConfig)) -> HttpSource {
+    let mut api = Config::from_lookup(|k| (k == "API_URL").then(|| url.to_string()))
+        .expect("config")
+        .api;
+    tweak(&mut api);
+    HttpSource::new(api).expect("source")
+}
+
+/// A manual request with an override, for replays.
+pub fn manual() -> RunRequest {
+    RunRequest {
+        trigger: replay_sync::event::Trigger::Manual,
+        ..RunRequest::scheduled()
+    }
+}
+
+pub fn ts(s: &str) -> chrono::DateTime<chrono::Utc> {
+    replay_sync::window::parse_ts(s).expect("timestamp")
+}

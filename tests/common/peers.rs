@@ -1,0 +1,205 @@
+//! Real peers for the integration tests, started from the project's `.venv/` (installed by
+//! `scripts/test.sh`) on 127.0.0.1 ports of their own.
+//!
+//! Each peer runs in its own process group under a small bash watchdog whose stdin is a pipe
+//! from the test process: when the test process exits (however it exits), the pipe closes
+//! and the watchdog kills the whole group by its id. Nothing outlives the tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A program installed in the project's virtualenv.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let p = project_dir().join(".venv/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh (it installs the test peers into .venv/)",
+        p.display()
+    );
+    p
+}
+
+/// A free port on 127.0.0.1 (released just before the peer binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// A running peer process group.
+pub struct Peer {
+    pub port: u16,
+    pub name: &'static str,
+    pub log: PathBuf,
+    watchdog: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `program args…` (with `{port}` in args replaced) with HOME and the working
+    /// directory in a fresh temporary directory, and waits until `ready_path` answers HTTP.
+    pub fn start(name: &'static str, program: PathBuf, args: &[&str], ready_path: &str) -> Peer {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The playground checks PyPI for a newer version once a day, keyed by a file in
+        // $HOME: mark it as checked so that start-up needs no network.
+        let marker = dir.path().join(".ft_api_playground");
+        std::fs::create_dir_all(&marker).ok();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        std::fs::write(marker.join("_last_version_check"), now.to_string()).ok();
+
+        let log = dir.path().join(format!("{name}.log"));
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let script = r#"set -m
+log="$1"; shift
+"$@" >"$log" 2>&1 </dev/null &
+pid=$!
+read -r _
+kill -TERM -- "-$pid" 2>/dev/null
+sleep 1
+kill -KILL -- "-$pid" 2>/dev/null
+exit 0"#;
+        let watchdog = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg("peer-watchdog")
+            .arg(&log)
+            .arg(&program)
+            .args(&args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let peer = Peer {
+            port,
+            name,
+            log,
+            watchdog,
+            _dir: dir,
+        };
+        peer.wait_ready(ready_path, Duration::from_secs(60));
+        peer
+    }
+
+    fn wait_ready(&self, path: &str, limit: Duration) {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if http_status(self.port, path).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{} did not answer on 127.0.0.1:{} within {limit:?}; its log:\n{}",
+            self.name,
+            self.port,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the peer now (instead of at process exit).
+    pub fn stop(mut self) {
+        drop(self.watchdog.stdin.take());
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// A bare `GET path` over a plain socket; the status code if anything answered.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(&mut s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A bare `GET path`: the body (for small test answers).
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    let mut all = String::new();
+    s.read_to_string(&mut all).expect("read");
+    all.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The DynamoDB + S3 emulator shared by the tests of this binary (unique table and bucket
+/// names per test keep them apart).
+pub fn moto() -> &'static Peer {
+    static MOTO: OnceLock<Peer> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        Peer::start(
+            "moto",
+            venv_bin("moto_server"),
+            &["-H", "127.0.0.1", "-p", "{port}"],
+            "/moto-api/",
+        )
+    })
+}
+
+/// The seed's API, shared by the tests of this binary. It serves random users, fixed for the
+/// life of the process.
+pub fn playground() -> &'static Peer {
+    static PLAYGROUND: OnceLock<Peer> = OnceLock::new();
+    PLAYGROUND.get_or_init(|| start_playground(&[]))
+}
+
+/// A playground of one's own, with extra arguments (e.g. `--rate-limit`).
+pub fn start_playground(extra: &[&str]) -> Peer {
+    let mut args = vec!["start", "--port", "{port}"];
+    args.extend_from_slice(extra);
+    Peer::start(
+        "playground",
+        venv_bin("playground"),
+        &args,
+        "/incremental/timestamp?since=2999-01-01T00:00:00Z",
+    )
+}
+
+/// Every user the playground serves (a direct read, for comparison).
+pub fn playground_users(peer: &Peer) -> Vec<serde_json::Value> {
+    let body = http_get(peer.port, "/incremental/timestamp");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("playground JSON");
+    v["data"].as_array().cloned().expect("data array")
+}
+
+/// A name unique in this process and across runs: for tables, buckets, sync ids.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..10_000)
+    )
+}

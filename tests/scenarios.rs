@@ -1,0 +1,723 @@
+//! The scenario suite of the contract, run against both backends: the embedded one (file
+//! state, directory output) and the AWS one (DynamoDB + S3 on moto, through the real SDK).
+//! The API is the real playground where it covers the case, else the fixture API.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::fixture::{self, FixtureApi, Paging, Response, user};
+use common::{Env, Kind, manual, peers, source, ts};
+use replay_sync::config::BatchLimits;
+use replay_sync::state::{Checkpoint, StateStore, SyncState};
+use replay_sync::{Error, RunRequest, Status};
+use serde_json::{Value, json};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::File).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Aws).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    full_sync_lands_every_playground_user,
+    second_run_sends_the_buffered_since,
+    since_on_the_wire_is_the_seed_example,
+    lost_checkpoint_race_is_a_conflict,
+    stale_version_checkpoint_is_refused,
+    dry_run_writes_and_checkpoints_nothing,
+    override_replays_without_moving_the_cursor_back,
+    rewind_moves_the_cursor_back,
+    bad_records_are_rejected_not_dropped,
+    future_records_are_written_but_the_cursor_is_clamped,
+    batches_are_bounded_and_deduplicated,
+    failed_checkpoint_then_retry_rewrites_the_same_keys,
+    failure_mid_run_keeps_the_cursor,
+    nothing_fetched_leaves_the_cursor,
+);
+
+/// Stores a cursor as if an earlier run had checkpointed it (version 1).
+async fn seed(env: &Env, cursor: &str) {
+    let c = env
+        .state
+        .checkpoint(&env.sync_id, 0, Some(ts(cursor)), "seed")
+        .await
+        .unwrap();
+    assert_eq!(c, Checkpoint::Committed { version: 1 });
+}
+
+fn updated(v: &Value) -> DateTime<Utc> {
+    ts(v["updatedAt"].as_str().expect("updatedAt"))
+}
+
+fn strip_synced_at(mut v: Value) -> Value {
+    let synced = v.as_object_mut().and_then(|o| o.remove("_synced_at"));
+    let synced = synced.expect("every line has _synced_at");
+    assert!(
+        replay_sync::window::parse_ts(synced.as_str().unwrap()).is_some(),
+        "_synced_at is RFC 3339: {synced}"
+    );
+    v
+}
+
+async fn full_sync_lands_every_playground_user(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = peers::playground();
+    let users = peers::playground_users(api);
+    assert!(!users.is_empty(), "the playground serves users");
+    let src = source(&format!("{}/incremental/timestamp", api.url()));
+
+    let s = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(s.since, None, "first run is a full sync");
+    assert_eq!(s.records_fetched, users.len() as u64);
+    assert_eq!(s.records_written, users.len() as u64);
+    assert_eq!(s.records_rejected, 0);
+    assert_eq!(s.checkpoints, 1);
+    assert!(s.pages >= 1);
+
+    // Every user landed, losslessly: each line is the API record plus `_synced_at`.
+    let lines = env.lines(&s.objects).await;
+    let by_id: HashMap<&str, &Value> = users
+        .iter()
+        .map(|u| (u["id"].as_str().unwrap(), u))
+        .collect();
+    assert_eq!(lines.len(), users.len());
+    for line in lines {
+        let rec = strip_synced_at(line);
+        let id = rec["id"].as_str().unwrap();
+        assert_eq!(&rec, by_id[id], "record {id} is kept as the API sent it");
+    }
+
+    // Keys live under PREFIX/SYNC_ID/ and are JSON Lines.
+    let prefix = match kind {
+        Kind::File => format!("{}/", env.sync_id),
+        Kind::Aws => format!("raw/api/{}/", env.sync_id),
+    };
+    for k in &s.objects {
+        assert!(k.starts_with(&prefix) && k.ends_with(".jsonl"), "{k}");
+    }
+
+    // The cursor is the greatest updatedAt written; the state says so.
+    let max = users.iter().map(updated).max().unwrap();
+    let state = env.state().await;
+    assert_eq!(state.cursor, Some(max));
+    assert_eq!(state.version, 1);
+    assert_eq!(
+        s.new_cursor.as_deref(),
+        Some(replay_sync::window::format_ts(max).as_str())
+    );
+
+    // The manifest lists every data key with its count, and the window.
+    let manifest_key = s.manifest.clone().unwrap();
+    assert!(
+        manifest_key.starts_with(&format!("{prefix}_manifests/"))
+            && manifest_key.ends_with(".json")
+    );
+    let m: Value = serde_json::from_slice(&env.get(&manifest_key).await).unwrap();
+    let listed: u64 = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(listed, s.records_written);
+    let listed_keys: Vec<&str> = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed_keys,
+        s.objects.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(m["starting_version"], 0);
+    assert_eq!(m["window"]["since"], Value::Null);
+    assert_eq!(m["new_cursor"].as_str(), s.new_cursor.as_deref());
+
+    // The summary has every field of the contract.
+    let js = serde_json::to_value(&s).unwrap();
+    for f in [
+        "sync_id",
+        "status",
+        "since",
+        "previous_cursor",
+        "new_cursor",
+        "records_fetched",
+        "records_written",
+        "records_rejected",
+        "objects",
+        "manifest",
+        "pages",
+        "checkpoints",
+        "duration_ms",
+    ] {
+        assert!(js.get(f).is_some(), "summary lacks {f}: {js}");
+    }
+}
+
+async fn second_run_sends_the_buffered_since(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = peers::playground();
+    let users = peers::playground_users(api);
+    let src = source(&format!("{}/incremental/timestamp", api.url()));
+    let first = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    let cursor = env.state().await.cursor.unwrap();
+
+    let second = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    let since = cursor - TimeDelta::hours(2);
+    assert_eq!(
+        second.since.as_deref(),
+        Some(replay_sync::window::format_ts(since).as_str())
+    );
+    assert_eq!(second.previous_cursor, first.new_cursor);
+    // The API filtered by that since: exactly the users updated at or after it came back.
+    let expected = users.iter().filter(|u| updated(u) >= since).count() as u64;
+    assert!(
+        expected > 0,
+        "the buffer window re-reads at least the newest user"
+    );
+    assert_eq!(second.records_fetched, expected);
+    assert_eq!(second.records_written, expected);
+    assert!(second.records_fetched < first.records_fetched);
+    // Nothing newer arrived: the cursor stays, the version moves on, the keys are new.
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(cursor),
+            version: 2
+        }
+    );
+    assert!(second.objects.iter().all(|k| !first.objects.contains(k)));
+}
+
+async fn since_on_the_wire_is_the_seed_example(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(vec![user("a", "2024-01-15T09:00:00Z")], Paging::None);
+    let src = source(&api.url("/incremental/timestamp"));
+
+    let fresh = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(
+        api.requests()[0].param("since"),
+        None,
+        "no state: no since parameter"
+    );
+    assert_eq!(fresh.records_written, 1);
+
+    let req = RunRequest {
+        state_override: Some(ts("2024-01-15T10:30:00Z")),
+        ..manual()
+    };
+    let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
+    assert_eq!(
+        api.requests()[1].param("since"),
+        Some("2024-01-15T08:30:00Z")
+    );
+    assert_eq!(s.since.as_deref(), Some("2024-01-15T08:30:00Z"));
+    assert_eq!(s.previous_cursor.as_deref(), Some("2024-01-15T10:30:00Z"));
+    assert_eq!(s.records_written, 1);
+}
+
+/// A state store whose checkpoint is beaten by a competitor holding the same version.
+struct Racing<'a, S> {
+    inner: &'a S,
+    competitor: DateTime<Utc>,
+}
+
+impl<S: StateStore> StateStore for Racing<'_, S> {
+    async fn load(&self, sync_id: &str) -> replay_sync::Result<SyncState> {
+        self.inner.load(sync_id).await
+    }
+
+    async fn checkpoint(
+        &self,
+        sync_id: &str,
+        expected: u64,
+        cursor: Option<DateTime<Utc>>,
+        run_id: &str,
+    ) -> replay_sync::Result<Checkpoint> {
+        let won = self
+            .inner
+            .checkpoint(sync_id, expected, Some(self.competitor), "competitor")
+            .await?;
+        assert_eq!(
+            won,
+            Checkpoint::Committed {
+                version: expected + 1
+            }
+        );
+        self.inner
+            .checkpoint(sync_id, expected, cursor, run_id)
+            .await
+    }
+}
+
+async fn lost_checkpoint_race_is_a_conflict(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(vec![user("a", "2024-01-15T09:00:00Z")], Paging::None);
+    let src = source(&api.url("/x"));
+    let racing = Racing {
+        inner: &env.state,
+        competitor: ts("2024-01-01T00:00:00Z"),
+    };
+
+    let s = env
+        .run_on(&racing, &src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    assert_eq!(s.status, Status::Conflict);
+    assert_eq!(s.checkpoints, 0);
+    // The winner's state stands; the loser did not move the cursor.
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(ts("2024-01-01T00:00:00Z")),
+            version: 1
+        }
+    );
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-01T00:00:00Z"));
+    assert_eq!(
+        s.records_written, 1,
+        "objects written by the loser are harmless overlap"
+    );
+}
+
+async fn stale_version_checkpoint_is_refused(kind: Kind) {
+    let env = Env::new(kind).await;
+    let id = &env.sync_id;
+    let t1 = ts("2024-01-15T10:00:00Z");
+    assert_eq!(
+        env.state.checkpoint(id, 3, Some(t1), "r").await.unwrap(),
+        Checkpoint::Conflict
+    );
+    assert_eq!(
+        env.state().await,
+        SyncState::default(),
+        "a refused checkpoint creates nothing"
+    );
+    assert_eq!(
+        env.state.checkpoint(id, 0, Some(t1), "r").await.unwrap(),
+        Checkpoint::Committed { version: 1 }
+    );
+    assert_eq!(
+        env.state.checkpoint(id, 0, Some(t1), "r").await.unwrap(),
+        Checkpoint::Conflict
+    );
+    assert_eq!(
+        env.state.checkpoint(id, 1, None, "r").await.unwrap(),
+        Checkpoint::Committed { version: 2 }
+    );
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(t1),
+            version: 2
+        },
+        "None leaves the cursor"
+    );
+}
+
+async fn dry_run_writes_and_checkpoints_nothing(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = peers::playground();
+    let src = source(&format!("{}/incremental/timestamp", api.url()));
+    let req = RunRequest {
+        dry_run: true,
+        ..manual()
+    };
+
+    let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
+
+    assert_eq!(s.status, Status::DryRun);
+    assert!(s.records_fetched > 0, "a dry run still fetches");
+    assert_eq!(s.checkpoints, 0);
+    assert!(s.objects.is_empty() && s.manifest.is_none());
+    assert!(
+        s.planned_cursor.is_some(),
+        "a dry run reports the cursor it would store"
+    );
+    assert_eq!(s.new_cursor, None);
+    assert!(env.keys().await.is_empty(), "nothing written");
+    assert_eq!(
+        env.state().await,
+        SyncState::default(),
+        "nothing checkpointed"
+    );
+}
+
+async fn override_replays_without_moving_the_cursor_back(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(
+        vec![
+            user("old", "2024-01-10T00:00:00Z"),
+            user("new", "2024-01-20T00:00:00Z"),
+        ],
+        Paging::None,
+    );
+    let src = source(&api.url("/x"));
+    env.run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(env.state().await.cursor, Some(ts("2024-01-20T00:00:00Z")));
+
+    let req = RunRequest {
+        state_override: Some(ts("2024-01-10T01:00:00Z")),
+        buffer: Some(TimeDelta::hours(6)),
+        ..manual()
+    };
+    let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
+
+    assert_eq!(s.since.as_deref(), Some("2024-01-09T19:00:00Z"));
+    assert_eq!(s.records_written, 2, "the replay re-reads the old row too");
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-20T00:00:00Z"));
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(ts("2024-01-20T00:00:00Z")),
+            version: 2
+        }
+    );
+}
+
+async fn rewind_moves_the_cursor_back(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(vec![user("old", "2024-01-10T00:00:00Z")], Paging::None);
+    let src = source(&api.url("/x"));
+    seed(&env, "2024-02-01T00:00:00Z").await;
+
+    let req = RunRequest {
+        state_override: Some(ts("2024-01-10T00:00:00Z")),
+        rewind: true,
+        ..manual()
+    };
+    let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
+
+    assert_eq!(s.records_written, 1);
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-10T00:00:00Z"));
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(ts("2024-01-10T00:00:00Z")),
+            version: 2
+        }
+    );
+}
+
+async fn bad_records_are_rejected_not_dropped(kind: Kind) {
+    let env = Env::new(kind).await;
+    let records = vec![
+        user("good-1", "2024-01-15T10:00:00Z"),
+        json!({"name": "no id", "updatedAt": "2024-01-15T10:00:00Z"}),
+        json!({"id": "no-ts"}),
+        json!({"id": "bad-ts", "updatedAt": "last tuesday"}),
+        json!({"id": "naive-ts", "updatedAt": "2024-01-15T10:00:00"}),
+        user("good-2", "2024-01-15T11:00:00Z"),
+    ];
+    let api = fixture::records_api(records, Paging::None);
+    let src = source(&api.url("/x"));
+
+    let s = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(s.records_fetched, 6);
+    assert_eq!(s.records_written, 2);
+    assert_eq!(s.records_rejected, 4);
+    assert_eq!(s.rejected_objects.len(), 1);
+    assert!(s.rejected_objects[0].contains(&format!("{}/_rejected/", env.sync_id)));
+    let rejected = env.lines(&s.rejected_objects).await;
+    assert_eq!(rejected.len(), 4);
+    for r in &rejected {
+        assert!(r["reason"].as_str().is_some_and(|x| !x.is_empty()), "{r}");
+        assert!(r["record"].is_object(), "the original record is kept: {r}");
+    }
+    let reasons: Vec<&str> = rejected
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.iter().any(|r| r.contains("`id`")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("`updatedAt`")),
+        "{reasons:?}"
+    );
+    let good: HashSet<String> = env
+        .lines(&s.objects)
+        .await
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        good,
+        HashSet::from(["good-1".to_string(), "good-2".to_string()])
+    );
+    assert_eq!(env.state().await.cursor, Some(ts("2024-01-15T11:00:00Z")));
+    let m: Value = serde_json::from_slice(&env.get(s.manifest.as_ref().unwrap()).await).unwrap();
+    assert_eq!(m["records_rejected"], 4);
+}
+
+async fn future_records_are_written_but_the_cursor_is_clamped(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(
+        vec![
+            user("past", "2024-01-15T10:00:00Z"),
+            user("future", "2999-01-01T00:00:00Z"),
+        ],
+        Paging::None,
+    );
+    let src = source(&api.url("/x"));
+    let before = Utc::now();
+
+    let s = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    assert_eq!(s.records_written, 2, "the future row is still written");
+    let cursor = env.state().await.cursor.unwrap();
+    assert!(
+        cursor <= Utc::now() && cursor >= before - TimeDelta::seconds(1),
+        "clamped to the run's start: {cursor}"
+    );
+}
+
+async fn batches_are_bounded_and_deduplicated(kind: Kind) {
+    let env = Env::new(kind).await;
+    // 25 ids; ids 0..5 also appear again later with a newer updatedAt, next to their
+    // first copy in the API's order so that both land in the same batch.
+    let mut records = Vec::new();
+    for i in 0..25 {
+        records.push(user(
+            &format!("u{i:02}"),
+            &format!("2024-01-15T10:{i:02}:00Z"),
+        ));
+    }
+    for i in 0..5 {
+        records.push(user(
+            &format!("u{i:02}"),
+            &format!("2024-01-15T10:{i:02}:30Z"),
+        ));
+    }
+    let api = fixture::records_api(records, Paging::None);
+    let src = source(&api.url("/x"));
+    let mut settings = env.settings();
+    settings.batch = BatchLimits {
+        max_records: 10,
+        max_bytes: 1 << 20,
+    };
+
+    let s = env
+        .run_with(&src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    assert_eq!(s.records_fetched, 30);
+    assert_eq!(s.records_deduplicated, 5);
+    assert_eq!(s.records_written, 25);
+    assert_eq!(s.objects.len(), 3);
+    let mut all = Vec::new();
+    for key in &s.objects {
+        let lines = env.lines(std::slice::from_ref(key)).await;
+        assert!(
+            !lines.is_empty() && lines.len() <= 10,
+            "{key}: {} lines",
+            lines.len()
+        );
+        let ids: HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids.len(),
+            lines.len(),
+            "an id appears at most once per batch"
+        );
+        all.extend(lines);
+    }
+    for l in &all {
+        let i: u32 = l["id"].as_str().unwrap()[1..].parse().unwrap();
+        let want = if i < 5 {
+            format!("2024-01-15T10:{i:02}:30Z")
+        } else {
+            format!("2024-01-15T10:{i:02}:00Z")
+        };
+        assert_eq!(l["updatedAt"], want.as_str(), "the newest version wins");
+    }
+}
+
+/// A state store whose first checkpoint fails (a storage error), like a throttled table.
+struct FailOnce<'a, S> {
+    inner: &'a S,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl<S: StateStore> StateStore for FailOnce<'_, S> {
+    async fn load(&self, sync_id: &str) -> replay_sync::Result<SyncState> {
+        self.inner.load(sync_id).await
+    }
+
+    async fn checkpoint(
+        &self,
+        sync_id: &str,
+        expected: u64,
+        cursor: Option<DateTime<Utc>>,
+        run_id: &str,
+    ) -> replay_sync::Result<Checkpoint> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // Use the store's own error path: a version that cannot be parsed is not an
+            // option here, so report a storage failure the way adapters do.
+            return Err(Error::State {
+                message: "injected: table unavailable".into(),
+            });
+        }
+        self.inner
+            .checkpoint(sync_id, expected, cursor, run_id)
+            .await
+    }
+}
+
+async fn failed_checkpoint_then_retry_rewrites_the_same_keys(kind: Kind) {
+    let env = Env::new(kind).await;
+    let records: Vec<Value> = (0..12)
+        .map(|i| user(&format!("r{i}"), &format!("2024-01-15T10:{i:02}:00Z")))
+        .collect();
+    let api = fixture::records_api(records, Paging::None);
+    let src = source(&api.url("/x"));
+    let mut settings = env.settings();
+    settings.batch = BatchLimits {
+        max_records: 5,
+        max_bytes: 1 << 20,
+    };
+    let flaky = FailOnce {
+        inner: &env.state,
+        failed: Default::default(),
+    };
+
+    let err = env
+        .run_on(&flaky, &src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "StateStoreError");
+    assert_eq!(
+        env.state().await,
+        SyncState::default(),
+        "a failed run does not move the cursor"
+    );
+    let after_failure = env.keys().await;
+    assert_eq!(
+        after_failure.len(),
+        4,
+        "3 data objects and the manifest: {after_failure:?}"
+    );
+
+    let s = env
+        .run_on(&flaky, &src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(
+        env.keys().await,
+        after_failure,
+        "the retry rewrote the same keys, added none"
+    );
+    assert_eq!(env.lines(&s.objects).await.len(), 12);
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(ts("2024-01-15T10:11:00Z")),
+            version: 1
+        }
+    );
+}
+
+async fn failure_mid_run_keeps_the_cursor(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T00:00:00Z").await;
+    // Page 1 is fine and names page 2; page 2 is cut off mid-way.
+    let api = FixtureApi::start(|req, _| {
+        if req.param("page") == Some("2") {
+            Response::raw(
+                200,
+                r#"{"data": [{"id": "b", "updatedAt": "2024-01-15T12:00:00Z"}, {"id": "c", "upd"#,
+            )
+        } else {
+            Response::json(
+                &json!({"data": [user("a", "2024-01-15T11:00:00Z")], "next": "/x?page=2"}),
+            )
+        }
+    });
+    let src = common::source_with(&api.url("/x"), |a| a.next_page_field = Some("next".into()));
+    let mut settings = env.settings();
+    settings.batch = BatchLimits {
+        max_records: 1,
+        max_bytes: 1 << 20,
+    };
+
+    let err = env
+        .run_with(&src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), "MalformedResponse");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert_eq!(
+        env.state().await,
+        SyncState {
+            cursor: Some(ts("2024-01-15T00:00:00Z")),
+            version: 1
+        },
+        "the cursor stays at the last durable checkpoint"
+    );
+    assert_eq!(api.requests().len(), 2);
+}
+
+async fn nothing_fetched_leaves_the_cursor(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T10:00:00Z").await;
+    let api = fixture::records_api(vec![user("old", "2024-01-01T00:00:00Z")], Paging::None);
+    let src = source(&api.url("/x"));
+
+    let s = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+
+    assert_eq!(s.records_fetched, 0);
+    assert!(s.objects.is_empty());
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T10:00:00Z"));
+    assert_eq!(env.state().await.cursor, Some(ts("2024-01-15T10:00:00Z")));
+    assert_eq!(
+        api.requests()[0].param("since"),
+        Some("2024-01-15T08:00:00Z")
+    );
+}
