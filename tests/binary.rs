@@ -1,0 +1,363 @@
+//! The real `replay-sync` binary in its local mode (`replay-sync invoke`), as an operator
+//! runs it: events from `events/`, configuration from the environment, summary on stdout.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::fixture::{FixtureApi, Response};
+use common::peers;
+use serde_json::Value;
+
+fn event(name: &str) -> String {
+    peers::project_dir()
+        .join("events")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs the binary in `cwd` with only the given environment (plus PATH and HOME).
+fn run(cwd: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay-sync"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", cwd)
+        .current_dir(cwd)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run replay-sync")
+}
+
+fn summary(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not the summary JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn playground_env() -> Vec<(&'static str, String)> {
+    vec![(
+        "API_URL",
+        format!("{}/incremental/timestamp", peers::playground().url()),
+    )]
+}
+
+fn count_lines(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "jsonl") {
+            n += std::fs::read_to_string(&p).unwrap().lines().count();
+        }
+    }
+    n
+}
+
+#[test]
+fn scheduled_run_on_the_embedded_defaults_lands_every_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = peers::playground_users(peers::playground());
+
+    let s = summary(&run(dir.path(), &playground_env(), &["invoke"]));
+
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["trigger"], "scheduled");
+    assert!(s["records_written"].as_u64().unwrap() > 0);
+    assert_eq!(s["records_written"].as_u64().unwrap(), users.len() as u64);
+    // The defaults: file state and directory output under ./.replay-sync/.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(".replay-sync/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["user"]["version"], 1);
+    assert_eq!(state["user"]["last_timestamp"], s["new_cursor"]);
+    assert_eq!(
+        count_lines(&dir.path().join(".replay-sync/output/user")),
+        users.len()
+    );
+}
+
+#[test]
+fn scheduled_event_file_runs_a_normal_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = summary(&run(
+        dir.path(),
+        &playground_env(),
+        &["invoke", "--event", &event("scheduled.json")],
+    ));
+    assert_eq!(first["status"], "completed");
+    assert_eq!(first["since"], Value::Null);
+    assert!(first["records_written"].as_u64().unwrap() > 0);
+
+    let second = summary(&run(
+        dir.path(),
+        &playground_env(),
+        &["invoke", "--event", &event("scheduled.json")],
+    ));
+    assert_eq!(second["previous_cursor"], first["new_cursor"]);
+    assert!(
+        second["since"].is_string(),
+        "the second run sends the buffered since"
+    );
+    assert!(
+        second["records_fetched"].as_u64().unwrap() < first["records_fetched"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn manual_replay_event_file_replays_from_the_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = peers::playground_users(peers::playground());
+    let first = summary(&run(dir.path(), &playground_env(), &["invoke"]));
+
+    let s = summary(&run(
+        dir.path(),
+        &playground_env(),
+        &["invoke", "--event", &event("manual-replay.json")],
+    ));
+
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["trigger"], "manual");
+    assert_eq!(s["previous_cursor"], "2024-01-15T10:30:00Z");
+    assert_eq!(
+        s["since"], "2024-01-15T04:30:00Z",
+        "override minus the event's 6 h buffer"
+    );
+    assert_eq!(s["buffer_hours"], 6.0);
+    assert_eq!(s["records_fetched"].as_u64().unwrap(), users.len() as u64);
+    assert_eq!(
+        s["new_cursor"], first["new_cursor"],
+        "a replay does not move the cursor backwards"
+    );
+}
+
+#[test]
+fn dry_run_event_file_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let s = summary(&run(
+        dir.path(),
+        &playground_env(),
+        &["invoke", "--event", &event("dry-run.json")],
+    ));
+
+    assert_eq!(s["status"], "dry_run");
+    assert!(s["records_fetched"].as_u64().unwrap() > 0);
+    assert_eq!(s["checkpoints"], 0);
+    assert!(s["planned_cursor"].is_string());
+    assert!(
+        !dir.path().join(".replay-sync").exists(),
+        "no state and no output were written"
+    );
+}
+
+#[test]
+fn event_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay-sync"));
+    let out = cmd
+        .env_clear()
+        .env(
+            "API_URL",
+            format!("{}/incremental/timestamp", peers::playground().url()),
+        )
+        .current_dir(dir.path())
+        .args(["invoke", "--event", "-"])
+        .stdin(std::fs::File::open(event("dry-run.json")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(summary(&out)["status"], "dry_run");
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = ("API_URL", "http://127.0.0.1:9/x".to_string());
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![], "API_URL"),
+        (
+            vec![api.clone(), ("BUFFER_HOURS", "-2".into())],
+            "BUFFER_HOURS",
+        ),
+        (
+            vec![api.clone(), ("BUFFER_HOURS", "two".into())],
+            "BUFFER_HOURS",
+        ),
+        (
+            vec![api.clone(), ("STATE_STORE", "redis://x".into())],
+            "STATE_STORE",
+        ),
+        (vec![api.clone(), ("OUTPUT", "gs://b/p".into())], "OUTPUT"),
+    ];
+    for (env, var) in cases {
+        let out = run(dir.path(), &env, &["invoke"]);
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(var), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    assert!(!dir.path().join(".replay-sync").exists());
+}
+
+#[test]
+fn bad_event_is_rejected_before_anything_is_read_or_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("typo.json");
+    std::fs::write(&ev, r#"{"dry_rn": true}"#).unwrap();
+    // The API would fail the test if it were called.
+    let api = FixtureApi::start(|_, _| Response::raw(500, "must not be called"));
+    let env = vec![("API_URL", api.url("/x"))];
+
+    let out = run(
+        dir.path(),
+        &env,
+        &["invoke", "--event", ev.to_str().unwrap()],
+    );
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidEvent") && err.contains("dry_rn"),
+        "{err}"
+    );
+    assert!(api.requests().is_empty(), "the API was not called");
+    assert!(
+        !dir.path().join(".replay-sync").exists(),
+        "nothing was written"
+    );
+}
+
+#[test]
+fn upstream_client_error_fails_the_run_with_status_and_excerpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FixtureApi::start(|_, _| Response::raw(404, r#"{"error": "no such endpoint"}"#));
+
+    let out = run(dir.path(), &[("API_URL", api.url("/missing"))], &["invoke"]);
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UpstreamHttpError")
+            && err.contains("404")
+            && err.contains("no such endpoint"),
+        "{err}"
+    );
+    assert_eq!(api.requests().len(), 1, "a 404 is not retried");
+    assert!(
+        !dir.path().join(".replay-sync/state.json").exists(),
+        "no checkpoint"
+    );
+}
+
+#[test]
+fn logs_never_contain_record_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = peers::playground_users(peers::playground());
+    let out = run(dir.path(), &playground_env(), &["invoke"]);
+    let s = summary(&out);
+    assert!(s["records_written"].as_u64().unwrap() > 0);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("run finished"),
+        "the run logs its summary: {logs}"
+    );
+    for u in &users {
+        for field in ["email", "name", "address"] {
+            let v = u[field].as_str().unwrap();
+            assert!(!logs.contains(v), "the logs contain a user's {field}");
+        }
+    }
+}
+
+#[test]
+fn lambda_log_format_json_gives_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = playground_env();
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".into()));
+    let out = run(dir.path(), &env, &["invoke"]);
+    summary(&out);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let mut finished = None;
+    for line in logs.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "run finished" {
+            finished = Some(v);
+        }
+    }
+    let finished = finished.expect("a structured 'run finished' line");
+    assert_eq!(finished["status"], "Completed");
+    assert!(finished["records_written"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_backends_from_the_environment() {
+    let table = peers::unique("state");
+    let bucket = peers::unique("lake");
+    common::create_table(&table).await;
+    common::create_bucket(&bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = playground_env();
+    env.extend([
+        ("STATE_STORE", format!("dynamodb://{table}")),
+        ("OUTPUT", format!("s3://{bucket}/lake/raw")),
+        ("SYNC_ID", "users".to_string()),
+        ("AWS_ENDPOINT_URL", peers::moto().url()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]);
+    let d = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || run(&d, &env, &["invoke"]))
+        .await
+        .unwrap();
+    let s = summary(&out);
+
+    assert_eq!(s["status"], "completed");
+    assert!(s["records_written"].as_u64().unwrap() > 0);
+    let lake = common::Lake::S3 {
+        client: common::s3_client(),
+        bucket,
+        prefix: "lake/raw".into(),
+    };
+    let keys = lake.keys().await;
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("lake/raw/users/") && k.ends_with(".jsonl")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("lake/raw/users/_manifests/")),
+        "{keys:?}"
+    );
+    let item = common::dynamodb_client()
+        .get_item()
+        .table_name(&table)
+        .key(
+            "sync_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("users".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let item = item.item().expect("the state item exists");
+    assert_eq!(
+        item["last_timestamp"].as_s().unwrap(),
+        s["new_cursor"].as_str().unwrap()
+    );
+    assert_eq!(item["version"].as_n().unwrap(), "1");
+    assert!(!dir.path().join(".replay-sync").exists(), "nothing local");
+}
