@@ -52,6 +52,20 @@ impl Peer {
     /// Starts `program args…` (with `{port}` in args replaced) with HOME and the working
     /// directory in a fresh temporary directory, and waits until `ready_path` answers HTTP.
     pub fn start(name: &'static str, program: PathBuf, args: &[&str], ready_path: &str) -> Peer {
+        Peer::start_in(name, program, args, ready_path, |cmd, dir| {
+            cmd.current_dir(dir).env("HOME", dir);
+        })
+    }
+
+    /// Like [`Peer::start`], with `setup` choosing the working directory and environment
+    /// (it gets the peer's temporary directory).
+    pub fn start_in(
+        name: &'static str,
+        program: PathBuf,
+        args: &[&str],
+        ready_path: &str,
+        setup: impl FnOnce(&mut Command, &std::path::Path),
+    ) -> Peer {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         // The playground checks PyPI for a newer version once a day, keyed by a file in
@@ -78,16 +92,16 @@ kill -TERM -- "-$pid" 2>/dev/null
 sleep 1
 kill -KILL -- "-$pid" 2>/dev/null
 exit 0"#;
-        let watchdog = Command::new("bash")
-            .arg("-c")
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
             .arg(script)
             .arg("peer-watchdog")
             .arg(&log)
             .arg(&program)
             .args(&args)
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONUNBUFFERED", "1");
+        setup(&mut cmd, dir.path());
+        let watchdog = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,159 @@
+//! The Lambda runtime API, for real: `cargo lambda watch` (from the project's `.venv/`)
+//! builds and runs the binary as Lambda would, and `cargo lambda invoke --data-file
+//! events/…` delivers the sample events. The function uses DynamoDB and S3 on moto.
+
+mod common;
+
+use std::process::Command;
+
+use common::peers::{self, Peer};
+use serde_json::Value;
+
+struct Lambda {
+    watch: Peer,
+}
+
+impl Lambda {
+    fn start(env: &[(&str, String)]) -> Lambda {
+        let mut args = vec![
+            "lambda".to_string(),
+            "watch".into(),
+            "-A".into(),
+            "127.0.0.1".into(),
+            "-P".into(),
+            "{port}".into(),
+            "--ignore-changes".into(),
+            "--timeout".into(),
+            "600".into(),
+        ];
+        for (k, v) in env {
+            args.push("--env-var".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let watch = Peer::start_in(
+            "cargo-lambda-watch",
+            peers::venv_bin("cargo-lambda"),
+            &args,
+            "/",
+            |cmd, _| {
+                // cargo needs the real HOME (its registry); the function builds in this project.
+                cmd.current_dir(peers::project_dir());
+            },
+        );
+        Lambda { watch }
+    }
+
+    /// `cargo lambda invoke` with a payload argument; stdout and stderr, and success.
+    fn invoke(&self, payload: &[&str]) -> (bool, String, String) {
+        let out = Command::new(peers::venv_bin("cargo-lambda"))
+            .args(["lambda", "invoke", "replay-sync", "-A", "127.0.0.1", "-P"])
+            .arg(self.watch.port.to_string())
+            .args(["--output-format", "json"])
+            .args(payload)
+            .current_dir(peers::project_dir())
+            .output()
+            .expect("run cargo lambda invoke");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn invoke_file(&self, event: &str) -> Value {
+        let path = peers::project_dir().join("events").join(event);
+        let (ok, stdout, stderr) = self.invoke(&["--data-file", path.to_str().unwrap()]);
+        assert!(
+            ok,
+            "invoke {event} failed:\n{stderr}\nfunction log:\n{}",
+            std::fs::read_to_string(&self.watch.log).unwrap_or_default()
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not a summary ({e}): {stdout}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_through_the_lambda_runtime_api() {
+    let table = peers::unique("state");
+    let bucket = peers::unique("lake");
+    common::create_table(&table).await;
+    common::create_bucket(&bucket).await;
+    let users = peers::playground_users(peers::playground());
+    let env = vec![
+        (
+            "API_URL",
+            format!("{}/incremental/timestamp", peers::playground().url()),
+        ),
+        ("STATE_STORE", format!("dynamodb://{table}")),
+        ("OUTPUT", format!("s3://{bucket}/raw")),
+        ("AWS_ENDPOINT_URL", peers::moto().url()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+    ];
+    let lambda = tokio::task::spawn_blocking(move || Lambda::start(&env))
+        .await
+        .unwrap();
+    let lambda = std::sync::Arc::new(lambda);
+    let invoke = |event: &'static str| {
+        let l = lambda.clone();
+        async move {
+            tokio::task::spawn_blocking(move || l.invoke_file(event))
+                .await
+                .unwrap()
+        }
+    };
+
+    // The scheduled event: a full sync of every user into S3, checkpointed in DynamoDB.
+    let s = invoke("scheduled.json").await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["trigger"], "scheduled");
+    assert_eq!(s["records_written"].as_u64().unwrap(), users.len() as u64);
+    assert!(s["records_written"].as_u64().unwrap() > 0);
+    let lake = common::Lake::S3 {
+        client: common::s3_client(),
+        bucket: bucket.clone(),
+        prefix: "raw".into(),
+    };
+    let keys = lake.keys().await;
+    for k in s["objects"].as_array().unwrap() {
+        assert!(
+            keys.contains(&k.as_str().unwrap().to_string()),
+            "{k} is in S3: {keys:?}"
+        );
+    }
+
+    // The dry run: fetches, writes nothing.
+    let d = invoke("dry-run.json").await;
+    assert_eq!(d["status"], "dry_run");
+    assert!(d["records_fetched"].as_u64().unwrap() > 0);
+    assert_eq!(lake.keys().await, keys, "a dry run wrote nothing");
+
+    // The manual replay: from the override with the event's buffer.
+    let r = invoke("manual-replay.json").await;
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["since"], "2024-01-15T04:30:00Z");
+    assert_eq!(
+        r["new_cursor"], s["new_cursor"],
+        "the replay did not move the cursor back"
+    );
+    assert_eq!(r["state_version"], 2);
+
+    // A typo is an invocation error with a type and a message, and nothing is written.
+    let l = lambda.clone();
+    let (ok, _out, err) =
+        tokio::task::spawn_blocking(move || l.invoke(&["--data-ascii", r#"{"dry_rn": true}"#]))
+            .await
+            .unwrap();
+    assert!(!ok, "a bad event fails the invocation");
+    assert!(
+        err.contains("InvalidEvent") && err.contains("dry_rn"),
+        "{err}"
+    );
+    assert_eq!(
+        lake.keys().await.len(),
+        keys.len() + r["objects"].as_array().unwrap().len() + 1
+    );
+}
