@@ -1,0 +1,153 @@
+//! `template.yaml`: the linters of record pass, and the properties the deployment relies on
+//! (least privilege, one run at a time, protected data) are there.
+
+mod common;
+
+use std::process::Command;
+
+use common::peers::{project_dir, venv_bin};
+use serde_json::Value;
+
+fn tool(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(venv_bin(program))
+        .args(args)
+        .current_dir(project_dir())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("SAM_CLI_TELEMETRY", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"))
+}
+
+fn ok(out: &std::process::Output) -> bool {
+    if !out.status.success() {
+        eprintln!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success()
+}
+
+#[test]
+fn cfn_lint_passes() {
+    assert!(ok(&tool("cfn-lint", &["template.yaml"])));
+}
+
+#[test]
+fn sam_validate_lint_passes() {
+    let out = tool("sam", &["validate", "--lint", "-t", "template.yaml"]);
+    assert!(ok(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is a valid SAM Template"));
+}
+
+/// The template as JSON (intrinsic tags as `{"Ref": …}`, `{"Fn::Sub": …}`), read with
+/// cfn-lint's own loader.
+fn template() -> Value {
+    let out = tool(
+        "python",
+        &[
+            "-c",
+            "import json,sys; from cfnlint.decode import cfn_yaml; print(json.dumps(cfn_yaml.load('template.yaml')))",
+        ],
+    );
+    assert!(ok(&out));
+    serde_json::from_slice(&out.stdout).expect("template JSON")
+}
+
+#[test]
+fn function_is_least_privilege_and_runs_one_at_a_time() {
+    let t = template();
+    let f = &t["Resources"]["SyncFunction"];
+    assert_eq!(f["Type"], "AWS::Serverless::Function");
+    assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda");
+    let p = &f["Properties"];
+    assert_eq!(p["Runtime"], "provided.al2023");
+    assert_eq!(p["Handler"], "bootstrap");
+    assert_eq!(p["ReservedConcurrentExecutions"], 1);
+
+    // Only inline statements: no Crud/Write policy templates, no managed policies.
+    let policies = p["Policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 1);
+    let statements = policies[0]["Statement"].as_array().unwrap();
+    let mut grants = Vec::new();
+    for s in statements {
+        assert_eq!(s["Effect"], "Allow");
+        for a in s["Action"].as_array().unwrap() {
+            grants.push((a.as_str().unwrap().to_string(), s["Resource"].to_string()));
+        }
+    }
+    grants.sort();
+    assert_eq!(
+        grants.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["dynamodb:GetItem", "dynamodb:UpdateItem", "s3:PutObject"]
+    );
+    for (action, resource) in &grants {
+        if action.starts_with("dynamodb:") {
+            assert_eq!(
+                resource, r#"{"Fn::GetAtt":["StateTable","Arn"]}"#,
+                "{action}"
+            );
+        } else {
+            assert!(
+                resource.contains("${OutputBucket.Arn}/${OutputPrefix}/*"),
+                "{action} on {resource}"
+            );
+        }
+    }
+
+    // The contract's configuration, wired to the template's own table and bucket.
+    let vars = &p["Environment"]["Variables"];
+    for v in [
+        "API_URL",
+        "API_SINCE_PARAM",
+        "API_RECORDS_FIELD",
+        "API_NEXT_PAGE_FIELD",
+        "BUFFER_HOURS",
+        "SYNC_ID",
+    ] {
+        assert!(vars.get(v).is_some(), "{v} is set");
+    }
+    assert!(
+        vars["STATE_STORE"]
+            .to_string()
+            .contains("dynamodb://${StateTable}")
+    );
+    assert!(
+        vars["OUTPUT"]
+            .to_string()
+            .contains("s3://${OutputBucket}/${OutputPrefix}")
+    );
+
+    // An EventBridge rule delivers the standard Scheduled Event, at a rate set by parameter.
+    let ev = &p["Events"]["Schedule"];
+    assert_eq!(ev["Type"], "Schedule");
+    assert_eq!(ev["Properties"]["Schedule"]["Ref"], "ScheduleExpression");
+}
+
+#[test]
+fn table_and_bucket_protect_the_data() {
+    let t = template();
+    let table = &t["Resources"]["StateTable"]["Properties"];
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(table["KeySchema"][0]["AttributeName"], "sync_id");
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+
+    let bucket = &t["Resources"]["OutputBucket"]["Properties"];
+    assert!(bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"].is_string());
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(bucket["PublicAccessBlockConfiguration"][k], true, "{k}");
+    }
+    let policy =
+        &t["Resources"]["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"], "Deny");
+    assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"], "false");
+}
