@@ -42,6 +42,14 @@ pub fn buffer_from_hours(hours: f64) -> Option<TimeDelta> {
 
 /// The start of the window: `cursor − buffer`, floored to whole seconds (flooring only
 /// ever widens an inclusive window, so it cannot lose a row). `None` means a full sync.
+///
+/// ```
+/// use replay_sync::window::{format_ts, parse_ts, since};
+/// let cursor = parse_ts("2024-01-15T10:30:00Z");
+/// let start = since(cursor, chrono::TimeDelta::hours(2)).unwrap();
+/// assert_eq!(format_ts(start), "2024-01-15T08:30:00Z");
+/// assert_eq!(since(None, chrono::TimeDelta::hours(2)), None); // no state: full sync
+/// ```
 pub fn since(cursor: Option<DateTime<Utc>>, buffer: TimeDelta) -> Option<DateTime<Utc>> {
     cursor.map(|c| {
         c.checked_sub_signed(buffer)

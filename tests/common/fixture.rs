@@ -156,8 +156,13 @@ pub enum Paging {
 /// A fixture serving `records` like the playground: `updatedAt >= since` (parsed as RFC 3339),
 /// sorted by `updatedAt`, under `data`. Records are served as given (bad ones included).
 pub fn records_api(records: Vec<Value>, paging: Paging) -> FixtureApi {
-    let records = Arc::new(records);
+    shared_records_api(Arc::new(Mutex::new(records)), paging)
+}
+
+/// [`records_api`] over records the test can change between runs.
+pub fn shared_records_api(records: Arc<Mutex<Vec<Value>>>, paging: Paging) -> FixtureApi {
     FixtureApi::start(move |req, _| {
+        let records = records.lock().expect("records").clone();
         let since = req.param("since").map(|s| {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))

@@ -1,0 +1,105 @@
+//! The README's deduplicating DuckDB query, run as written (only the path changes) over what
+//! two real runs wrote: one row per id, the newest version of each.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::fixture::{Paging, shared_records_api, user};
+use common::{Env, Kind, peers, source};
+use replay_sync::RunRequest;
+use serde_json::Value;
+
+fn readme_query() -> String {
+    let readme = std::fs::read_to_string(peers::project_dir().join("README.md")).unwrap();
+    let after = readme
+        .split("<!-- dedup-query")
+        .nth(1)
+        .expect("README has the dedup-query marker");
+    let sql = after
+        .split("```sql")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a sql block");
+    assert!(
+        sql.contains("'.replay-sync/output/user/*.jsonl'"),
+        "the query reads the default output"
+    );
+    sql.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_query_returns_the_newest_version_of_each_id() {
+    let env = Env::new(Kind::File).await;
+    let records = Arc::new(Mutex::new(vec![
+        user("a", "2024-01-15T10:00:00Z"),
+        user("b", "2024-01-15T10:30:00Z"),
+        user("c", "2024-01-15T11:00:00Z"),
+    ]));
+    let api = shared_records_api(records.clone(), Paging::None);
+    let src = source(&api.url("/x"));
+    let first = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(first.records_written, 3);
+
+    // "a" changes; "d" appears late on the replica, stamped before the cursor.
+    {
+        let mut r = records.lock().unwrap();
+        // Offset form on purpose: 13:30+02:00 is 11:30Z, newer than a's 10:00Z.
+        r[0] = user("a", "2024-01-15T13:30:00+02:00");
+        r[0]["name"] = "renamed".into();
+        r.push(user("d", "2024-01-15T10:45:00Z"));
+    }
+    let second = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.records_written, 4,
+        "the buffer re-reads b, c and brings a's change and late d"
+    );
+
+    let common::Lake::Dir(root) = &env.lake else {
+        unreachable!()
+    };
+    let path = root.join(&env.sync_id).join("*.jsonl");
+    let sql = readme_query().replace(".replay-sync/output/user/*.jsonl", path.to_str().unwrap());
+    let script = r#"
+import json, sys, duckdb
+rel = duckdb.sql(sys.stdin.read().rstrip().rstrip(';'))
+cols = rel.columns
+print(json.dumps([dict(zip(cols, map(str, row))) for row in rel.fetchall()]))
+"#;
+    let mut child = std::process::Command::new(peers::venv_bin("python"))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the README query failed");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+
+    let total_lines = env
+        .lines(&[first.objects.clone(), second.objects.clone()].concat())
+        .await
+        .len();
+    assert_eq!(total_lines, 7, "the lake holds repeated versions");
+    assert_eq!(rows.len(), 4, "one row per id: {rows:?}");
+    let a = rows.iter().find(|r| r["id"] == "a").expect("a");
+    assert_eq!(a["name"], "renamed", "the newest version of a");
+    assert!(rows.iter().any(|r| r["id"] == "d"), "the late row is there");
+    assert!(
+        rows.iter().all(|r| r.get("rn").is_none()),
+        "helper column excluded"
+    );
+}
