@@ -594,8 +594,7 @@ impl<S: StateStore> StateStore for FailOnce<'_, S> {
         run_id: &str,
     ) -> replay_sync::Result<Checkpoint> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            // Use the store's own error path: a version that cannot be parsed is not an
-            // option here, so report a storage failure the way adapters do.
+            // What an adapter returns when the table is unavailable.
             return Err(Error::State {
                 message: "injected: table unavailable".into(),
             });
