@@ -123,7 +123,11 @@ impl App {
 
     /// Handles one invocation payload: validates the event, runs the sync, logs the summary
     /// (or the failure) as one structured line.
-    pub async fn handle(&self, event: &Value) -> Result<RunSummary> {
+    pub async fn handle(
+        &self,
+        event: &Value,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<RunSummary> {
         let result = async {
             let request = parse_event(event)?;
             let engine = Engine {
@@ -132,7 +136,7 @@ impl App {
                 sink: &self.sink,
                 settings: &self.settings,
             };
-            engine.run(&request, Utc::now()).await
+            engine.run(&request, Utc::now(), deadline).await
         }
         .await;
         match &result {
@@ -168,9 +172,19 @@ pub async fn serve_lambda(app: App) -> std::result::Result<(), lambda_runtime::E
     use lambda_runtime::{LambdaEvent, service_fn};
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        app.handle(&event.payload).await.map_err(InvocationError)
+        let deadline = deadline_from(event.context.deadline());
+        app.handle(&event.payload, deadline)
+            .await
+            .map_err(InvocationError)
     }))
     .await
+}
+
+/// The invocation's deadline as a monotonic instant. A deadline already past at the start
+/// (as `cargo lambda watch` can send) is treated as unknown rather than as "no time left".
+pub fn deadline_from(deadline: std::time::SystemTime) -> Option<tokio::time::Instant> {
+    let left = deadline.duration_since(std::time::SystemTime::now()).ok()?;
+    Some(tokio::time::Instant::now() + left)
 }
 
 /// An engine error as Lambda sees it: `errorType` is [`crate::Error::kind`].

@@ -55,7 +55,7 @@ pub async fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app.handle(&event).await {
+    match app.handle(&event, None).await {
         Ok(summary) => {
             println!(
                 "{}",

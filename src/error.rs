@@ -42,6 +42,11 @@ pub enum Error {
     #[error("paging stopped at {url}: {message}")]
     Paging { url: String, message: String },
 
+    /// A transient API failure that could not be retried any more without running into the
+    /// invocation's deadline.
+    #[error("gave up retrying with {seconds_left} s left before the invocation deadline: {last}")]
+    RetryBudget { seconds_left: u64, last: Box<Error> },
+
     /// The state store (DynamoDB or file) failed for a reason other than a lost race.
     #[error("state store: {message}")]
     State { message: String },
@@ -61,6 +66,7 @@ impl Error {
             Error::Transport { .. } => "UpstreamUnreachable",
             Error::MalformedResponse { .. } => "MalformedResponse",
             Error::Paging { .. } => "PagingError",
+            Error::RetryBudget { last, .. } => last.kind(),
             Error::State { .. } => "StateStoreError",
             Error::Sink { .. } => "OutputError",
         }

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod page;
 pub mod record;
 pub mod sink;
 pub mod source;

@@ -5,11 +5,9 @@
 //! only when the record spans several lines, because a JSON Lines record must fit on one.
 //! `_synced_at` is spliced in before the closing brace.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::window;
@@ -41,7 +39,7 @@ pub enum Entry {
 }
 
 /// A parsed response page.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ParsedPage {
     pub entries: Vec<Entry>,
     /// The next page's URL from the body's next-page field (absent or null: none).
@@ -91,114 +89,22 @@ impl Rejected {
 /// `,"_synced_at":"2024-01-15T10:30:00.000Z"` and the newline.
 const SYNCED_AT_OVERHEAD: usize = 42;
 
-/// Parses a response body: a JSON object whose `records_field` is an array of records and
-/// whose optional `next_field` is a URL string or null. Fails with a message that says what
-/// is wrong with the body (never quoting record contents).
+/// Parses a whole response body (see [`crate::page::PageScanner`], which does the work
+/// incrementally): a JSON object whose `records_field` is an array of records and whose
+/// optional `next_field` is a URL string or null.
 pub fn parse_page(
     body: &[u8],
     records_field: &str,
     next_field: Option<&str>,
 ) -> Result<ParsedPage, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let raw = PageSeed {
-        records_field,
-        next_field,
-    }
-    .deserialize(&mut de)
-    .and_then(|p| de.end().map(|()| p))
-    .map_err(|e| describe_json_error(&e, records_field, next_field))?;
-
-    let items = raw.records.ok_or_else(|| {
-        format!("the response has no `{records_field}` field (API_RECORDS_FIELD)")
-    })?;
-    let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| {
-        format!(
-            "`{records_field}` is not an array (API_RECORDS_FIELD must name the array of records)"
-        )
-    })?;
+    let mut scanner = crate::page::PageScanner::new(records_field, next_field);
+    let mut entries = Vec::new();
+    scanner.feed(body, &mut entries)?;
+    let tail = scanner.finish()?;
     Ok(ParsedPage {
-        entries: items.into_iter().map(parse_record).collect(),
-        next: raw.next,
+        entries,
+        next: tail.next,
     })
-}
-
-fn describe_json_error(
-    e: &serde_json::Error,
-    records_field: &str,
-    next_field: Option<&str>,
-) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Eof => format!("the body is truncated (JSON ended early: {e})"),
-        Category::Syntax => format!("the body is not valid JSON ({e})"),
-        Category::Data => {
-            let msg = e.to_string();
-            if msg.contains(NEXT_NOT_STRING) {
-                format!(
-                    "the next-page field `{}` must be a URL string or null ({e})",
-                    next_field.unwrap_or_default()
-                )
-            } else if msg.contains(DUPLICATE_RECORDS) {
-                format!("the body has `{records_field}` twice")
-            } else {
-                format!("the body is not a JSON object ({e})")
-            }
-        }
-        Category::Io => format!("reading the body failed ({e})"),
-    }
-}
-
-const NEXT_NOT_STRING: &str = "next page field is not a string";
-const DUPLICATE_RECORDS: &str = "duplicate records field";
-
-struct PageSeed<'f> {
-    records_field: &'f str,
-    next_field: Option<&'f str>,
-}
-
-struct RawPage<'de> {
-    records: Option<&'de RawValue>,
-    next: Option<String>,
-}
-
-impl<'de> DeserializeSeed<'de> for PageSeed<'_> {
-    type Value = RawPage<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PageSeed<'_> {
-    type Value = RawPage<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut page = RawPage {
-            records: None,
-            next: None,
-        };
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.records_field {
-                if page.records.is_some() {
-                    return Err(de::Error::custom(DUPLICATE_RECORDS));
-                }
-                page.records = Some(map.next_value::<&'de RawValue>()?);
-            } else if Some(key.as_str()) == self.next_field {
-                let v: &'de RawValue = map.next_value()?;
-                page.next = match serde_json::from_str::<Option<String>>(v.get()) {
-                    Ok(next) => next.filter(|s| !s.is_empty()),
-                    Err(_) => return Err(de::Error::custom(NEXT_NOT_STRING)),
-                };
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(page)
-    }
 }
 
 #[derive(Deserialize)]
@@ -209,26 +115,32 @@ struct Keys<'a> {
     updated_at: Option<&'a RawValue>,
 }
 
-/// Validates one item of the records array.
-pub fn parse_record(raw: &RawValue) -> Entry {
-    let text = raw.get();
+/// Validates one element of the records array, given as its JSON text. `Err` means the
+/// text is not valid JSON (the page is malformed); a valid element that cannot be synced is
+/// an [`Entry::Rejected`].
+pub fn parse_record(text: &str) -> Result<Entry, serde_json::Error> {
     let json: Box<str> = if text.contains(['\n', '\r']) {
         compact(text).into()
     } else {
         text.into()
     };
     let reject = |reason: String| {
-        Entry::Rejected(Rejected {
+        Ok(Entry::Rejected(Rejected {
             reason,
             json: json.clone(),
-        })
+        }))
     };
     if !text.starts_with('{') {
+        serde_json::from_str::<IgnoredAny>(text)?;
         return reject("the record is not a JSON object".into());
     }
     let keys: Keys = match serde_json::from_str(text) {
         Ok(k) => k,
-        Err(e) => return reject(format!("the record's keys are unusable ({e})")),
+        Err(e) if e.is_data() => {
+            // Valid JSON whose keys we cannot use (a duplicate `id`, say).
+            return reject(format!("the record's keys are unusable ({e})"));
+        }
+        Err(e) => return Err(e),
     };
     let Some(id) = keys.id else {
         return reject("missing `id` (absent or null)".into());
@@ -249,11 +161,11 @@ pub fn parse_record(raw: &RawValue) -> Entry {
                 .into(),
         );
     };
-    Entry::Valid(Record {
+    Ok(Entry::Valid(Record {
         id,
         updated_at,
         json,
-    })
+    }))
 }
 
 /// The id as canonical JSON text, so that `"42"` and `42` stay distinct keys and two
@@ -401,7 +313,7 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid JSON")
         );
-        assert!(page("").unwrap_err().contains("truncated"));
+        assert!(page("").unwrap_err().contains("empty"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::sink::{self, Sink};
 use crate::source::{Pages, Source};
 use crate::state::{Checkpoint, StateStore};
 use crate::window;
+use tokio::time::Instant as Deadline;
 
 /// What the engine needs besides the ports.
 #[derive(Debug, Clone)]
@@ -173,8 +174,13 @@ impl Written {
 
 impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
     /// Runs one sync. `started_at` is the run's clock reading: it bounds the cursor and
-    /// stamps `_synced_at`.
-    pub async fn run(&self, req: &RunRequest, started_at: DateTime<Utc>) -> Result<RunSummary> {
+    /// stamps `_synced_at`. `deadline` is when the invocation will be stopped, if known.
+    pub async fn run(
+        &self,
+        req: &RunRequest,
+        started_at: DateTime<Utc>,
+        deadline: Option<Deadline>,
+    ) -> Result<RunSummary> {
         let clock = Instant::now();
         let sync_id = &self.settings.sync_id;
         let stored = self.state.load(sync_id).await?;
@@ -211,18 +217,23 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
         let mut rejected: Vec<Rejected> = Vec::new();
         let (mut fetched, mut pages, mut bytes) = (0u64, 0u64, 0u64);
 
-        let mut reader = self.source.open(since);
-        while let Some(page) = reader.next_page().await? {
-            pages += 1;
-            fetched += page.entries.len() as u64;
-            bytes += page.bytes as u64;
-            info!(
-                page = pages,
-                records = page.entries.len(),
-                bytes = page.bytes,
-                "fetched page"
-            );
-            for entry in page.entries {
+        let mut reader = self.source.open(since, deadline);
+        let mut page_records = 0u64;
+        while let Some(chunk) = reader.next_chunk().await? {
+            fetched += chunk.entries.len() as u64;
+            page_records += chunk.entries.len() as u64;
+            if let Some(end) = chunk.page_end {
+                pages += 1;
+                bytes += end.bytes;
+                info!(
+                    page = pages,
+                    records = page_records,
+                    bytes = end.bytes,
+                    "fetched page"
+                );
+                page_records = 0;
+            }
+            for entry in chunk.entries {
                 match entry {
                     Entry::Valid(r) => {
                         if let Some(full) = batcher.push(r) {

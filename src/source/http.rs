@@ -1,8 +1,12 @@
 //! The HTTP source: `GET API_URL?since=…`, following next-page links from a body field
 //! (`API_NEXT_PAGE_FIELD`) or an RFC 8288 `Link: <…>; rel="next"` header.
 //!
-//! * 429, 5xx, timeouts and broken connections are retried with capped exponential backoff
-//!   and full jitter, honouring `Retry-After` (seconds or HTTP-date); other statuses fail at
+//! * Bodies are parsed as they arrive ([`crate::page::PageScanner`]) by a producer task that
+//!   runs ahead of the engine through a small bounded channel: the next page is fetched and
+//!   parsed while the engine writes the previous batch, and memory stays bounded whatever
+//!   the page or result size.
+//! * 429, 5xx, timeouts and broken connections are retried ([`super::retry`]), honouring
+//!   `Retry-After` (seconds or HTTP-date) and the invocation deadline; other statuses fail at
 //!   once with the status and a short excerpt of the body.
 //! * Paging refuses to revisit a URL (a loop) or to leave the API's origin.
 //! * URLs in errors and logs carry no query string (it may hold credentials).
@@ -11,27 +15,29 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
-use tracing::{info, warn};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info};
 use url::Url;
 
-use super::{Page, Pages, Source};
+use super::retry::{self, Attempt};
+use super::{Chunk, PageEnd, Pages, Source};
 use crate::config::ApiConfig;
 use crate::error::{Error, Result};
-use crate::record;
+use crate::page::PageScanner;
 use crate::window;
 
-/// Backoff before retry `n` (1-based) is uniform in `[0, min(CAP, BASE·2^(n-1))]`.
-const BACKOFF_BASE: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(20);
-/// A `Retry-After` longer than this is cut to it.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(120);
 const EXCERPT_CHARS: usize = 200;
+/// Chunks the producer may run ahead of the engine.
+const CHANNEL_DEPTH: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct HttpSource {
     client: reqwest::Client,
     api: ApiConfig,
+    auth: Option<(HeaderName, HeaderValue)>,
 }
 
 impl HttpSource {
@@ -39,11 +45,22 @@ impl HttpSource {
     pub fn new(api: ApiConfig) -> Result<Self> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("replay-sync/", env!("CARGO_PKG_VERSION")))
-            .timeout(api.timeout)
+            .read_timeout(api.timeout)
             .connect_timeout(api.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| Error::config("API_URL", format!("cannot build an HTTP client: {e}")))?;
-        Ok(HttpSource { client, api })
+        Ok(HttpSource {
+            client,
+            api,
+            auth: None,
+        })
+    }
+
+    /// Sends `name: value` with every request (a credential: marked sensitive, never logged).
+    pub fn with_auth_header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
+        value.set_sensitive(true);
+        self.auth = Some((name, value));
+        self
     }
 
     /// The first request's URL: `API_URL` with `since` set (replacing any `since` already in it).
@@ -63,180 +80,241 @@ impl HttpSource {
         }
         url
     }
+
+    /// Reads every page, sending chunks to `tx`; ends with `Ok(None)` or one `Err`.
+    async fn produce(
+        self,
+        first: Url,
+        deadline: Option<Instant>,
+        tx: mpsc::Sender<Result<Option<Chunk>>>,
+    ) {
+        let result = self.read_all(first, deadline, &tx).await;
+        let last = match result {
+            Ok(()) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let _ = tx.send(last).await;
+    }
+
+    async fn read_all(
+        &self,
+        first: Url,
+        deadline: Option<Instant>,
+        tx: &mpsc::Sender<Result<Option<Chunk>>>,
+    ) -> Result<()> {
+        let origin = first.origin();
+        let mut visited = HashSet::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            visited.insert(url.clone());
+            let (bytes, link) = retry::with_retries(self.api.max_attempts, deadline, |attempt| {
+                self.read_page(&url, attempt, tx)
+            })
+            .await?;
+            if tx
+                .send(Ok(Some(Chunk {
+                    entries: Vec::new(),
+                    page_end: Some(PageEnd { bytes }),
+                })))
+                .await
+                .is_err()
+            {
+                return Ok(()); // the reader is gone
+            }
+            if let Some(n) = link {
+                let resolved = url.join(&n).map_err(|e| Error::Paging {
+                    url: redact(&url),
+                    message: format!("the next-page link is not a URL ({e})"),
+                })?;
+                if resolved.origin() != origin {
+                    return Err(Error::Paging {
+                        url: redact(&url),
+                        message: format!(
+                            "refusing to follow a next-page link to another origin ({})",
+                            redact(&resolved)
+                        ),
+                    });
+                }
+                if visited.contains(&resolved) {
+                    return Err(Error::Paging {
+                        url: redact(&url),
+                        message: format!(
+                            "the next-page link points back to a page already read ({}): a paging loop",
+                            redact(&resolved)
+                        ),
+                    });
+                }
+                next = Some(resolved);
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt at one page: streams the body through the scanner, sending entries as
+    /// they complete. Returns the body size and the next-page link, if any.
+    async fn read_page(
+        &self,
+        url: &Url,
+        attempt: u32,
+        tx: &mpsc::Sender<Result<Option<Chunk>>>,
+    ) -> Attempt<(u64, Option<String>)> {
+        let transport = |e: reqwest::Error| {
+            let error = Error::Transport {
+                url: redact(url),
+                attempts: attempt,
+                message: error_chain(&e),
+            };
+            // Timeouts, refused or reset connections, bodies cut short: worth another try.
+            if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode() {
+                Attempt::Retry {
+                    error,
+                    retry_after: None,
+                }
+            } else {
+                Attempt::Fail(error)
+            }
+        };
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name, value);
+        }
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return transport(e),
+        };
+        let status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()));
+            // Only the first bytes of an error body are read, for the excerpt.
+            let mut head = Vec::new();
+            while head.len() < 4 * EXCERPT_CHARS {
+                match resp.chunk().await {
+                    Ok(Some(c)) => head.extend_from_slice(&c),
+                    _ => break,
+                }
+            }
+            let error = Error::Upstream {
+                status,
+                url: redact(url),
+                attempts: attempt,
+                excerpt: excerpt(&head),
+            };
+            return if status == 429 || (500..=599).contains(&status) {
+                Attempt::Retry { error, retry_after }
+            } else {
+                Attempt::Fail(error)
+            };
+        }
+        let link = link_next(resp.headers());
+        let mut scanner =
+            PageScanner::new(&self.api.records_field, self.api.next_page_field.as_deref());
+        let mut bytes = 0u64;
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return transport(e),
+            };
+            bytes += chunk.len() as u64;
+            let mut entries = Vec::new();
+            if let Err(message) = scanner.feed(&chunk, &mut entries) {
+                return Attempt::Fail(Error::MalformedResponse {
+                    url: redact(url),
+                    message,
+                });
+            }
+            if !entries.is_empty()
+                && tx
+                    .send(Ok(Some(Chunk {
+                        entries,
+                        page_end: None,
+                    })))
+                    .await
+                    .is_err()
+            {
+                return Attempt::Done((bytes, None)); // the reader is gone: stop quietly
+            }
+        }
+        let tail = match scanner.finish() {
+            Ok(t) => t,
+            Err(message) => {
+                return Attempt::Fail(Error::MalformedResponse {
+                    url: redact(url),
+                    message,
+                });
+            }
+        };
+        info!(status, bytes, url = %redact(url), "API page received");
+        Attempt::Done((bytes, tail.next.or(link)))
+    }
 }
 
 impl Source for HttpSource {
-    type Pages<'a> = HttpPages<'a>;
+    type Pages<'a> = HttpPages;
 
-    fn open(&self, since: Option<DateTime<Utc>>) -> HttpPages<'_> {
+    fn open(&self, since: Option<DateTime<Utc>>, deadline: Option<Instant>) -> HttpPages {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let first = self.first_url(since);
+        debug!(url = %redact(&first), "opening a read");
+        let url = redact(&first);
+        let task = tokio::spawn(self.clone().produce(first, deadline, tx));
         HttpPages {
-            src: self,
-            origin: first.origin(),
-            next: Some(first),
-            visited: HashSet::new(),
+            rx,
+            task,
+            url,
+            finished: false,
         }
     }
 }
 
-/// The pages of one read.
-pub struct HttpPages<'a> {
-    src: &'a HttpSource,
-    origin: url::Origin,
-    next: Option<Url>,
-    visited: HashSet<Url>,
+/// The chunks of one read, produced by a background task; dropping this stops the task.
+pub struct HttpPages {
+    rx: mpsc::Receiver<Result<Option<Chunk>>>,
+    task: JoinHandle<()>,
+    url: String,
+    finished: bool,
 }
 
-impl Pages for HttpPages<'_> {
-    async fn next_page(&mut self) -> Result<Option<Page>> {
-        let Some(url) = self.next.take() else {
+impl Pages for HttpPages {
+    async fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        if self.finished {
             return Ok(None);
-        };
-        self.visited.insert(url.clone());
-        let (headers, body) =
-            fetch_with_retries(&self.src.client, &url, self.src.api.max_attempts).await?;
-        let parsed = record::parse_page(
-            &body,
-            &self.src.api.records_field,
-            self.src.api.next_page_field.as_deref(),
-        )
-        .map_err(|message| Error::MalformedResponse {
-            url: redact(&url),
-            message,
-        })?;
-
-        let next = match parsed.next {
-            Some(n) => Some(n),
-            None => link_next(&headers),
-        };
-        if let Some(n) = next {
-            let resolved = url.join(&n).map_err(|e| Error::Paging {
-                url: redact(&url),
-                message: format!("the next-page link is not a URL ({e})"),
-            })?;
-            if resolved.origin() != self.origin {
-                return Err(Error::Paging {
-                    url: redact(&url),
-                    message: format!(
-                        "refusing to follow a next-page link to another origin ({})",
-                        redact(&resolved)
-                    ),
-                });
-            }
-            if self.visited.contains(&resolved) {
-                return Err(Error::Paging {
-                    url: redact(&url),
-                    message: format!(
-                        "the next-page link points back to a page already read ({}): a paging loop",
-                        redact(&resolved)
-                    ),
-                });
-            }
-            self.next = Some(resolved);
         }
-        Ok(Some(Page {
-            entries: parsed.entries,
-            bytes: body.len(),
-        }))
-    }
-}
-
-/// One GET with retries. Returns the headers and the whole body of a 2xx answer.
-async fn fetch_with_retries(
-    client: &reqwest::Client,
-    url: &Url,
-    max_attempts: u32,
-) -> Result<(HeaderMap, bytes::Bytes)> {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let outcome = fetch_once(client, url).await;
-        let (retry_after, failure) = match outcome {
-            Ok(Fetched::Ok(headers, body)) => return Ok((headers, body)),
-            Ok(Fetched::Status {
-                status,
-                retry_after,
-                excerpt,
-            }) => {
-                let err = Error::Upstream {
-                    status,
-                    url: redact(url),
-                    attempts: attempt,
-                    excerpt,
-                };
-                if !(status == 429 || (500..=599).contains(&status)) {
-                    return Err(err);
-                }
-                (retry_after, err)
+        match self.rx.recv().await {
+            Some(Ok(Some(chunk))) => Ok(Some(chunk)),
+            Some(Ok(None)) => {
+                self.finished = true;
+                Ok(None)
             }
-            Err(e) => {
-                let retriable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
-                let err = Error::Transport {
-                    url: redact(url),
-                    attempts: attempt,
-                    message: error_chain(&e),
-                };
-                if !retriable {
-                    return Err(err);
-                }
-                (None, err)
+            Some(Err(e)) => {
+                self.finished = true;
+                Err(e)
             }
-        };
-        if attempt >= max_attempts {
-            return Err(failure);
+            // The producer always ends with Ok(None) or Err: a silent end means it died, and
+            // the read must not pass for complete.
+            None => {
+                self.finished = true;
+                Err(Error::Transport {
+                    url: self.url.clone(),
+                    attempts: 0,
+                    message: "the reader task stopped before the last page".into(),
+                })
+            }
         }
-        let delay = retry_delay(attempt, retry_after);
-        warn!(attempt, delay_ms = delay.as_millis() as u64, error = %failure, "retrying API request");
-        tokio::time::sleep(delay).await;
     }
 }
 
-enum Fetched {
-    Ok(HeaderMap, bytes::Bytes),
-    Status {
-        status: u16,
-        retry_after: Option<Duration>,
-        excerpt: String,
-    },
-}
-
-async fn fetch_once(client: &reqwest::Client, url: &Url) -> reqwest::Result<Fetched> {
-    let resp = client
-        .get(url.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await?;
-    let status = resp.status();
-    if status.is_success() {
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await?;
-        info!(status = status.as_u16(), bytes = body.len(), url = %redact(url), "API page received");
-        return Ok(Fetched::Ok(headers, body));
+impl Drop for HttpPages {
+    fn drop(&mut self) {
+        self.task.abort();
     }
-    let retry_after = resp
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, Utc::now()));
-    // The body of an error answer is only read for its excerpt; a failure reading it does
-    // not change the verdict.
-    let body = resp.bytes().await.unwrap_or_default();
-    Ok(Fetched::Status {
-        status: status.as_u16(),
-        retry_after,
-        excerpt: excerpt(&body),
-    })
-}
-
-/// The delay before retry number `attempt` (1-based): `Retry-After` when the server sent
-/// one (capped), else full jitter over a capped exponential.
-pub fn retry_delay(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(ra) = retry_after {
-        return ra.min(RETRY_AFTER_CAP);
-    }
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let ceiling = exp.min(BACKOFF_CAP);
-    ceiling.mul_f64(fastrand::f64())
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -368,23 +446,6 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        for attempt in 1..40 {
-            let d = retry_delay(attempt, None);
-            assert!(d <= BACKOFF_CAP);
-            assert!(d <= BACKOFF_BASE * 2u32.pow(attempt.min(20) - 1).max(1));
-        }
-        assert_eq!(
-            retry_delay(1, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            retry_delay(1, Some(Duration::from_secs(3600))),
-            RETRY_AFTER_CAP
-        );
     }
 
     #[test]

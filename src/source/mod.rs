@@ -1,21 +1,30 @@
-//! Where records come from. The engine sees pages of parsed entries; HTTP, paging and
-//! retries are the adapter's business.
+//! Where records come from. The engine sees chunks of parsed entries, in the API's order,
+//! and page boundaries; HTTP, paging, streaming and retries are the adapter's business.
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::record::Entry;
 
 pub mod http;
+pub mod retry;
 
-/// One page of the API's answer, parsed.
+/// Some entries of the current page, and whether the page ended with them.
 #[derive(Debug, Default)]
-pub struct Page {
+pub struct Chunk {
     pub entries: Vec<Entry>,
-    /// Size of the body as received.
-    pub bytes: usize,
+    /// Set on the last chunk of each page.
+    pub page_end: Option<PageEnd>,
+}
+
+/// A page was read completely.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageEnd {
+    /// Size of the page's body.
+    pub bytes: u64,
 }
 
 /// A source of records updated since a point in time.
@@ -25,13 +34,15 @@ pub trait Source: Send + Sync {
         Self: 'a;
 
     /// Starts reading every record with `updatedAt >= since` (every record when `None`).
-    /// Nothing is requested until the first [`Pages::next_page`].
-    fn open(&self, since: Option<DateTime<Utc>>) -> Self::Pages<'_>;
+    /// Retries stop early enough to leave the caller time before `deadline`.
+    fn open(&self, since: Option<DateTime<Utc>>, deadline: Option<Instant>) -> Self::Pages<'_>;
 }
 
-/// The pages of one read, in the API's order.
+/// The chunks of one read.
 pub trait Pages: Send {
-    /// The next page, or `None` after the last one. An error ends the read: the records
-    /// already returned stand, the rest were not fetched.
-    fn next_page(&mut self) -> impl Future<Output = Result<Option<Page>>> + Send;
+    /// The next chunk, or `None` once the last page has ended. An error ends the read: the
+    /// entries already returned stand, the rest were not fetched. After a transient failure
+    /// in the middle of a page the page is fetched again from its start, so entries of that
+    /// page may be returned twice (the output is an upsert log: harmless).
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Chunk>>> + Send;
 }

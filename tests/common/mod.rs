@@ -172,7 +172,7 @@ impl Env {
             sink: &self.sink,
             settings,
         }
-        .run(req, chrono::Utc::now())
+        .run(req, chrono::Utc::now(), None)
         .await
     }
 

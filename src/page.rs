@@ -1,0 +1,454 @@
+//! An incremental parser for one response page: `{"data": [ … ], "next": "…", …}`.
+//!
+//! Bytes are fed as they arrive ([`PageScanner::feed`]); each element of the records array is
+//! handed out as soon as its closing byte is seen, so neither a whole page nor the whole
+//! result is ever held in memory — only the element being read. The top level is checked by
+//! this state machine; every value it captures (records, the next-page field, other fields)
+//! is checked by `serde_json`, so a body is accepted only if it is valid JSON.
+
+use serde::de::IgnoredAny;
+
+use crate::record::{self, Entry};
+
+/// Parses a page body fed in chunks of any size.
+#[derive(Debug)]
+pub struct PageScanner {
+    records_field: String,
+    next_field: Option<String>,
+    state: State,
+    /// Bytes of the key or value being captured.
+    buf: Vec<u8>,
+    /// What the value being captured is.
+    target: Target,
+    value: ValueScan,
+    seen_records: bool,
+    next: Option<String>,
+    /// Bytes consumed so far (for messages).
+    offset: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the top-level `{`.
+    Start,
+    /// After `{` (`first`) or after `,` at the top level.
+    KeyOrEnd {
+        first: bool,
+    },
+    /// Inside a top-level key string.
+    Key {
+        escaped: bool,
+    },
+    Colon,
+    /// Before a top-level value.
+    Value,
+    /// Capturing a top-level value (not the records array).
+    Capture,
+    /// Inside the records array, before an element (`first`: right after `[`).
+    ElemOrEnd {
+        first: bool,
+    },
+    /// Capturing an element.
+    Elem,
+    /// After an element.
+    ElemCommaOrEnd,
+    /// After a top-level value.
+    AfterValue,
+    /// After the top-level `}`.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Records,
+    Next,
+    Skip,
+}
+
+/// Finds the end of one JSON value, byte by byte, tracking strings and nesting.
+#[derive(Debug, Default, Clone, Copy)]
+struct ValueScan {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// A number or literal: ends at the first delimiter, which is not part of it.
+    scalar: bool,
+    started: bool,
+}
+
+/// How a value scan step ended.
+enum Scan {
+    /// The value ends at this index (inclusive).
+    End(usize),
+    /// The value ended just before this index (a scalar met its delimiter).
+    EndBefore(usize),
+    /// The chunk ran out first.
+    More,
+}
+
+impl ValueScan {
+    fn step(&mut self, data: &[u8]) -> Scan {
+        for (i, &b) in data.iter().enumerate() {
+            if !self.started {
+                self.started = true;
+                match b {
+                    b'{' | b'[' => self.depth = 1,
+                    b'"' => self.in_string = true,
+                    _ => self.scalar = true,
+                }
+                continue;
+            }
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                    if self.depth == 0 {
+                        return Scan::End(i);
+                    }
+                }
+            } else if self.scalar {
+                if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    return Scan::EndBefore(i);
+                }
+            } else {
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            return Scan::End(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Scan::More
+    }
+}
+
+/// The page's fields other than the records, known once the page is complete.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PageTail {
+    /// The next page's URL from the next-page field (absent, null or empty: none).
+    pub next: Option<String>,
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl PageScanner {
+    pub fn new(records_field: &str, next_field: Option<&str>) -> Self {
+        PageScanner {
+            records_field: records_field.to_string(),
+            next_field: next_field.map(str::to_string),
+            state: State::Start,
+            buf: Vec::new(),
+            target: Target::Skip,
+            value: ValueScan::default(),
+            seen_records: false,
+            next: None,
+            offset: 0,
+        }
+    }
+
+    /// Feeds the next bytes of the body; completed records are appended to `out`.
+    /// An error says what is wrong with the body (never quoting a record).
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Entry>) -> Result<(), String> {
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
+            match self.state {
+                State::Capture | State::Elem => {
+                    match self.value.step(&chunk[i..]) {
+                        Scan::More => {
+                            self.buf.extend_from_slice(&chunk[i..]);
+                            i = chunk.len();
+                        }
+                        Scan::End(j) => {
+                            self.buf.extend_from_slice(&chunk[i..=i + j]);
+                            i += j + 1;
+                            self.value_done(out)?;
+                        }
+                        Scan::EndBefore(j) => {
+                            self.buf.extend_from_slice(&chunk[i..i + j]);
+                            i += j;
+                            self.value_done(out)?;
+                        }
+                    }
+                    continue;
+                }
+                State::Key { escaped } => {
+                    self.buf.push(b);
+                    self.state = match (escaped, b) {
+                        (true, _) => State::Key { escaped: false },
+                        (false, b'\\') => State::Key { escaped: true },
+                        (false, b'"') => {
+                            self.key_done()?;
+                            State::Colon
+                        }
+                        _ => State::Key { escaped: false },
+                    };
+                }
+                _ if is_ws(b) => {}
+                State::Start => match b {
+                    b'{' => self.state = State::KeyOrEnd { first: true },
+                    b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                        return Err(format!(
+                            "the body is not a JSON object (it starts with {:?})",
+                            b as char
+                        ));
+                    }
+                    _ => return Err(self.unexpected(b, i)),
+                },
+                State::KeyOrEnd { first } => match b {
+                    b'"' => {
+                        self.buf.clear();
+                        self.buf.push(b);
+                        self.state = State::Key { escaped: false };
+                    }
+                    b'}' if first => self.state = State::Done,
+                    _ => return Err(self.unexpected(b, i)),
+                },
+                State::Colon => match b {
+                    b':' => self.state = State::Value,
+                    _ => return Err(self.unexpected(b, i)),
+                },
+                State::Value => {
+                    if self.target == Target::Records {
+                        if b != b'[' {
+                            return Err(format!(
+                                "`{}` is not an array (API_RECORDS_FIELD must name the array of records)",
+                                self.records_field
+                            ));
+                        }
+                        self.state = State::ElemOrEnd { first: true };
+                    } else {
+                        self.start_value(State::Capture);
+                        continue; // the value scanner sees this byte
+                    }
+                }
+                State::ElemOrEnd { first } => match b {
+                    b']' if first => self.array_done(),
+                    b']' | b',' | b'}' | b':' => return Err(self.unexpected(b, i)),
+                    _ => {
+                        self.start_value(State::Elem);
+                        continue;
+                    }
+                },
+                State::ElemCommaOrEnd => match b {
+                    b',' => self.state = State::ElemOrEnd { first: false },
+                    b']' => self.array_done(),
+                    _ => return Err(self.unexpected(b, i)),
+                },
+                State::AfterValue => match b {
+                    b',' => self.state = State::KeyOrEnd { first: false },
+                    b'}' => self.state = State::Done,
+                    _ => return Err(self.unexpected(b, i)),
+                },
+                State::Done => {
+                    return Err(format!(
+                        "the body is not valid JSON (data after the end, at byte {})",
+                        self.offset + i
+                    ));
+                }
+            }
+            i += 1;
+        }
+        self.offset += chunk.len();
+        Ok(())
+    }
+
+    /// Ends the page: checks that the body was complete and had the records array.
+    pub fn finish(self) -> Result<PageTail, String> {
+        match self.state {
+            State::Done => {}
+            State::Start if self.offset == 0 => return Err("the body is empty".into()),
+            // A scalar value at the very end has no delimiter after it; but a complete
+            // body always ends with `}`, so any other state is a cut-off body.
+            _ => {
+                return Err(format!(
+                    "the body is truncated (JSON ended early, after {} bytes)",
+                    self.offset
+                ));
+            }
+        }
+        if !self.seen_records {
+            return Err(format!(
+                "the response has no `{}` field (API_RECORDS_FIELD)",
+                self.records_field
+            ));
+        }
+        Ok(PageTail { next: self.next })
+    }
+
+    fn unexpected(&self, b: u8, i: usize) -> String {
+        format!(
+            "the body is not valid JSON (unexpected {:?} at byte {})",
+            b as char,
+            self.offset + i
+        )
+    }
+
+    fn start_value(&mut self, state: State) {
+        self.buf.clear();
+        self.value = ValueScan::default();
+        self.state = state;
+    }
+
+    fn key_done(&mut self) -> Result<(), String> {
+        let raw = &self.buf[1..self.buf.len() - 1];
+        let key: std::borrow::Cow<str> = if raw.contains(&b'\\') {
+            serde_json::from_slice::<String>(&self.buf)
+                .map_err(|e| format!("the body is not valid JSON (a bad key: {e})"))?
+                .into()
+        } else {
+            String::from_utf8_lossy(raw)
+        };
+        self.target = if *key == *self.records_field {
+            if self.seen_records {
+                return Err(format!("the body has `{}` twice", self.records_field));
+            }
+            Target::Records
+        } else if self.next_field.as_deref() == Some(&*key) {
+            Target::Next
+        } else {
+            Target::Skip
+        };
+        Ok(())
+    }
+
+    fn array_done(&mut self) {
+        self.seen_records = true;
+        self.state = State::AfterValue;
+    }
+
+    fn value_done(&mut self, out: &mut Vec<Entry>) -> Result<(), String> {
+        let text = std::str::from_utf8(&self.buf)
+            .map_err(|_| "the body is not valid UTF-8".to_string())?;
+        if self.state == State::Elem {
+            let entry = record::parse_record(text)
+                .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))?;
+            out.push(entry);
+            self.state = State::ElemCommaOrEnd;
+            return Ok(());
+        }
+        match self.target {
+            Target::Next => {
+                let next: Option<String> = serde_json::from_str(text).map_err(|e| {
+                    format!(
+                        "the next-page field `{}` must be a URL string or null ({e})",
+                        self.next_field.as_deref().unwrap_or_default()
+                    )
+                })?;
+                self.next = next.filter(|s| !s.is_empty());
+            }
+            _ => {
+                serde_json::from_str::<IgnoredAny>(text)
+                    .map_err(|e| format!("the body is not valid JSON ({e})"))?;
+            }
+        }
+        self.state = State::AfterValue;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_in_chunks(body: &[u8], size: usize) -> Result<(Vec<Entry>, PageTail), String> {
+        let mut s = PageScanner::new("data", Some("next"));
+        let mut out = Vec::new();
+        for c in body.chunks(size.max(1)) {
+            s.feed(c, &mut out)?;
+        }
+        s.finish().map(|t| (out, t))
+    }
+
+    const BODY: &str = r#" {"meta": {"a": [1, {"b": "]}\"["}]}, "next": "http://h/p?page=2",
+        "data": [ {"id": 1, "updatedAt": "2024-01-15T10:30:00Z", "s": "x}]\\\"{"} ,
+                  {"id": "b", "updatedAt": "2024-01-15T11:30:00+01:00"}, 42, "str", null, true,
+                  {"updatedAt": "2024-01-15T10:30:00Z"} ], "count": -1.5e3, "flag": false } "#;
+
+    #[test]
+    fn every_chunking_gives_the_same_result() {
+        let whole = scan_in_chunks(BODY.as_bytes(), usize::MAX).unwrap();
+        assert_eq!(whole.0.len(), 7);
+        assert_eq!(whole.1.next.as_deref(), Some("http://h/p?page=2"));
+        let valid = whole
+            .0
+            .iter()
+            .filter(|e| matches!(e, Entry::Valid(_)))
+            .count();
+        assert_eq!(valid, 2);
+        for size in 1..=BODY.len() {
+            assert_eq!(
+                scan_in_chunks(BODY.as_bytes(), size).unwrap(),
+                whole,
+                "chunk size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_in_any_chunking() {
+        let cases = [
+            ("", "empty"),
+            ("   ", "truncated"),
+            ("<html>", "not valid JSON"),
+            ("[1,2]", "not a JSON object"),
+            (
+                r#"{"data": [{"id": 1, "updatedAt": "2024-01-15T10:30:00Z"}"#,
+                "truncated",
+            ),
+            (r#"{"data": [{"id": 1, "upd"#, "truncated"),
+            (r#"{"data": [] "x": 1}"#, "not valid JSON"),
+            (r#"{"data": [1,]}"#, "not valid JSON"),
+            (r#"{"data": [,1]}"#, "not valid JSON"),
+            (
+                r#"{"data": [{"id": 1,, "updatedAt": "x"}]}"#,
+                "not valid JSON",
+            ),
+            (r#"{"data": [{"id": 1]}]}"#, "not valid JSON"),
+            (r#"{"data": []}}"#, "not valid JSON"),
+            (r#"{"data": [], "meta": [1,,2]}"#, "not valid JSON"),
+            (r#"{"data": [], "meta": tru}"#, "not valid JSON"),
+            (r#"{"data": {}}"#, "not an array"),
+            (r#"{"data": null}"#, "not an array"),
+            (r#"{"items": []}"#, "no `data` field"),
+            (r#"{"data": [], "data": []}"#, "twice"),
+            (r#"{"data": [], "next": 5}"#, "next-page field"),
+            ("{\"data\": [\"\u{0}\"]}", "not valid JSON"),
+            (r#"{data: []}"#, "not valid JSON"),
+        ];
+        for (body, want) in cases {
+            for size in [1, 2, 3, 7, usize::MAX] {
+                let err = scan_in_chunks(body.as_bytes(), size).err();
+                let err = err.unwrap_or_else(|| panic!("{body:?} (chunks of {size}) was accepted"));
+                assert!(err.contains(want), "{body:?} (chunks of {size}): {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let body = b"{\"data\": [{\"id\": \"\xff\", \"updatedAt\": \"2024-01-15T10:30:00Z\"}]}";
+        assert!(scan_in_chunks(body, 5).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn escaped_key_names_are_decoded() {
+        let (out, _) = scan_in_chunks(
+            br#"{"d\u0061ta": [{"id": 1, "updatedAt": "2024-01-15T10:30:00Z"}]}"#,
+            4,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 1);
+    }
+}
