@@ -15,7 +15,7 @@ use crate::record::Record;
 pub struct Batcher {
     limits: BatchLimits,
     records: Vec<Record>,
-    index: HashMap<Box<str>, usize>,
+    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     bytes: usize,
     deduplicated: u64,
 }
@@ -25,7 +25,7 @@ impl Batcher {
         Batcher {
             limits,
             records: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             bytes: 0,
             deduplicated: 0,
         }

@@ -65,7 +65,8 @@ enum Target {
     Skip,
 }
 
-/// Finds the end of one JSON value, byte by byte, tracking strings and nesting.
+/// Finds the end of one JSON value, tracking strings and nesting. String bodies — most of
+/// a record — are skipped with `memchr`, not byte by byte.
 #[derive(Debug, Default, Clone, Copy)]
 struct ValueScan {
     depth: u32,
@@ -74,6 +75,8 @@ struct ValueScan {
     /// A number or literal: ends at the first delimiter, which is not part of it.
     scalar: bool,
     started: bool,
+    /// A raw line break between tokens (never inside a string, in valid JSON).
+    multiline: bool,
 }
 
 /// How a value scan step ended.
@@ -88,33 +91,43 @@ enum Scan {
 
 impl ValueScan {
     fn step(&mut self, data: &[u8]) -> Scan {
-        for (i, &b) in data.iter().enumerate() {
-            if !self.started {
-                self.started = true;
-                match b {
-                    b'{' | b'[' => self.depth = 1,
-                    b'"' => self.in_string = true,
-                    _ => self.scalar = true,
-                }
-                continue;
+        let mut i = 0;
+        if !self.started && !data.is_empty() {
+            self.started = true;
+            match data[0] {
+                b'{' | b'[' => self.depth = 1,
+                b'"' => self.in_string = true,
+                _ => self.scalar = true,
             }
+            i = 1;
+        }
+        while i < data.len() {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                } else if b == b'\\' {
+                    i += 1;
+                    continue;
+                }
+                let Some(k) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
+                    return Scan::More;
+                };
+                let j = i + k;
+                if data[j] == b'\\' {
                     self.escaped = true;
-                } else if b == b'"' {
+                } else {
                     self.in_string = false;
                     if self.depth == 0 {
-                        return Scan::End(i);
+                        return Scan::End(j);
                     }
                 }
+                i = j + 1;
             } else if self.scalar {
-                if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                if matches!(data[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
                     return Scan::EndBefore(i);
                 }
+                i += 1;
             } else {
-                match b {
+                match data[i] {
                     b'"' => self.in_string = true,
                     b'{' | b'[' => self.depth += 1,
                     b'}' | b']' => {
@@ -123,8 +136,10 @@ impl ValueScan {
                             return Scan::End(i);
                         }
                     }
+                    b'\n' | b'\r' => self.multiline = true,
                     _ => {}
                 }
+                i += 1;
             }
         }
         Scan::More
@@ -332,7 +347,7 @@ impl PageScanner {
         let text = std::str::from_utf8(&self.buf)
             .map_err(|_| "the body is not valid UTF-8".to_string())?;
         if self.state == State::Elem {
-            let entry = record::parse_record(text)
+            let entry = record::parse_record(text, self.value.multiline)
                 .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))?;
             out.push(entry);
             self.state = State::ElemCommaOrEnd;

@@ -117,9 +117,10 @@ struct Keys<'a> {
 
 /// Validates one element of the records array, given as its JSON text. `Err` means the
 /// text is not valid JSON (the page is malformed); a valid element that cannot be synced is
-/// an [`Entry::Rejected`].
-pub fn parse_record(text: &str) -> Result<Entry, serde_json::Error> {
-    let json: Box<str> = if text.contains(['\n', '\r']) {
+/// an [`Entry::Rejected`]. `multiline`: the text may contain raw line breaks between tokens
+/// (the scanner knows; when unsure, pass `true`).
+pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
+    let json: Box<str> = if multiline && text.contains(['\n', '\r']) {
         compact(text).into()
     } else {
         text.into()

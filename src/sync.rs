@@ -8,6 +8,7 @@
 //!   retried run rewrites the same keys;
 //! * a failure returns an error before the checkpoint: the cursor stays, nothing is lost.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -16,13 +17,14 @@ use tracing::{info, warn};
 
 use crate::batch::{self, Batcher};
 use crate::config::BatchLimits;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{RunRequest, Trigger};
 use crate::record::{Entry, Record, Rejected};
 use crate::sink::{self, Sink};
 use crate::source::{Pages, Source};
 use crate::state::{Checkpoint, StateStore};
 use crate::window;
+use tokio::task::JoinHandle;
 use tokio::time::Instant as Deadline;
 
 /// What the engine needs besides the ports.
@@ -113,12 +115,20 @@ pub struct Engine<'a, St, So, Si> {
     pub settings: &'a Settings,
 }
 
-/// What a run has written so far.
-struct Written {
+/// Object writes that may be under way at once, besides the batch being filled. Writes
+/// overlap parsing (and each other: S3 latency, fsyncs), and memory stays bounded.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// What a run has written so far, and the writes still under way.
+struct Written<Si: Sink + Clone + 'static> {
+    sink: Si,
     dry_run: bool,
     prefix: String,
     run_id: String,
     synced_at: String,
+    data_parts: usize,
+    rejected_parts: usize,
+    pending: VecDeque<Pending>,
     objects: Vec<ObjectEntry>,
     rejected: Vec<ObjectEntry>,
     records: u64,
@@ -126,53 +136,123 @@ struct Written {
     max_updated_at: Option<DateTime<Utc>>,
 }
 
-impl Written {
-    async fn data<Si: Sink>(&mut self, sink: &Si, batch: Vec<Record>) -> Result<()> {
+/// A write under way (`task` is `None` in a dry run).
+struct Pending {
+    task: Option<JoinHandle<Result<()>>>,
+    entry: ObjectEntry,
+    /// `Some(max updatedAt)` for data, `None` for rejected records.
+    data_max: Option<Option<DateTime<Utc>>>,
+}
+
+impl<Si: Sink + Clone + 'static> Written<Si> {
+    /// Starts writing a data object. It counts towards the cursor only once written.
+    async fn data(&mut self, batch: Vec<Record>) -> Result<()> {
         let rel = format!(
             "{}{}-{:05}.jsonl",
-            self.prefix,
-            self.run_id,
-            self.objects.len()
+            self.prefix, self.run_id, self.data_parts
         );
-        let key = sink.key(&rel);
-        let n = batch.len() as u64;
+        self.data_parts += 1;
         let max = batch.iter().map(|r| r.updated_at).max();
-        if !self.dry_run {
-            sink.put(&key, batch::encode(&batch, &self.synced_at), sink::JSONL)
-                .await?;
-            info!(key = %key, records = n, "wrote object");
+        let n = batch.len() as u64;
+        let synced_at = self.synced_at.clone();
+        self.start(rel, n, Some(max), move || batch::encode(&batch, &synced_at))
+            .await
+    }
+
+    /// Starts writing rejected records.
+    async fn rejected(&mut self, batch: Vec<Rejected>) -> Result<()> {
+        let rel = format!(
+            "{}_rejected/{}-{:05}.jsonl",
+            self.prefix, self.run_id, self.rejected_parts
+        );
+        self.rejected_parts += 1;
+        let n = batch.len() as u64;
+        let synced_at = self.synced_at.clone();
+        self.start(rel, n, None, move || {
+            let mut body = Vec::new();
+            for r in &batch {
+                r.write_line(&mut body, &synced_at);
+            }
+            body
+        })
+        .await
+    }
+
+    async fn start(
+        &mut self,
+        rel: String,
+        records: u64,
+        data_max: Option<Option<DateTime<Utc>>>,
+        encode: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) -> Result<()> {
+        while self.pending.len() >= WRITES_IN_FLIGHT {
+            self.complete_oldest().await?;
         }
-        // Only now, with the object durable, does it count towards the cursor.
-        self.max_updated_at = self.max_updated_at.max(max);
-        self.records += n;
-        self.objects.push(ObjectEntry { key, records: n });
+        let key = self.sink.key(&rel);
+        let task = (!self.dry_run).then(|| {
+            let (sink, key) = (self.sink.clone(), key.clone());
+            tokio::spawn(async move { sink.put(&key, encode(), sink::JSONL).await })
+        });
+        self.pending.push_back(Pending {
+            task,
+            entry: ObjectEntry { key, records },
+            data_max,
+        });
         Ok(())
     }
 
-    async fn rejected<Si: Sink>(&mut self, sink: &Si, batch: Vec<Rejected>) -> Result<()> {
-        let rel = format!(
-            "{}_rejected/{}-{:05}.jsonl",
-            self.prefix,
-            self.run_id,
-            self.rejected.len()
-        );
-        let key = sink.key(&rel);
-        let n = batch.len() as u64;
-        if !self.dry_run {
-            let mut body = Vec::new();
-            for r in &batch {
-                r.write_line(&mut body, &self.synced_at);
-            }
-            sink.put(&key, body, sink::JSONL).await?;
-            warn!(key = %key, records = n, "wrote rejected records");
+    /// Waits for the oldest write; only now, with the object durable, does it count.
+    async fn complete_oldest(&mut self) -> Result<()> {
+        let Some(p) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        if let Some(task) = p.task {
+            task.await.map_err(|e| Error::Sink {
+                key: p.entry.key.clone(),
+                message: format!("the write task failed: {e}"),
+            })??;
         }
-        self.rejected_records += n;
-        self.rejected.push(ObjectEntry { key, records: n });
+        match p.data_max {
+            Some(max) => {
+                if !self.dry_run {
+                    info!(key = %p.entry.key, records = p.entry.records, "wrote object");
+                }
+                self.max_updated_at = self.max_updated_at.max(max);
+                self.records += p.entry.records;
+                self.objects.push(p.entry);
+            }
+            None => {
+                if !self.dry_run {
+                    warn!(key = %p.entry.key, records = p.entry.records, "wrote rejected records");
+                }
+                self.rejected_records += p.entry.records;
+                self.rejected.push(p.entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every write under way.
+    async fn finish(&mut self) -> Result<()> {
+        while !self.pending.is_empty() {
+            self.complete_oldest().await?;
+        }
         Ok(())
     }
 }
 
-impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
+impl<Si: Sink + Clone + 'static> Drop for Written<Si> {
+    fn drop(&mut self) {
+        // A failed run stops its other writes (they are harmless either way).
+        for p in &self.pending {
+            if let Some(t) = &p.task {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
     /// Runs one sync. `started_at` is the run's clock reading: it bounds the cursor and
     /// stamps `_synced_at`. `deadline` is when the invocation will be stopped, if known.
     pub async fn run(
@@ -202,10 +282,14 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
         );
 
         let mut written = Written {
+            sink: self.sink.clone(),
             dry_run: req.dry_run,
             prefix: format!("{sync_id}/"),
             run_id: run_id.clone(),
             synced_at: window::format_millis(started_at),
+            data_parts: 0,
+            rejected_parts: 0,
+            pending: VecDeque::new(),
             objects: Vec::new(),
             rejected: Vec::new(),
             records: 0,
@@ -237,26 +321,25 @@ impl<St: StateStore, So: Source, Si: Sink> Engine<'_, St, So, Si> {
                 match entry {
                     Entry::Valid(r) => {
                         if let Some(full) = batcher.push(r) {
-                            written.data(self.sink, full).await?;
+                            written.data(full).await?;
                         }
                     }
                     Entry::Rejected(r) => {
                         rejected.push(r);
                         if rejected.len() >= limits.max_records {
-                            written
-                                .rejected(self.sink, std::mem::take(&mut rejected))
-                                .await?;
+                            written.rejected(std::mem::take(&mut rejected)).await?;
                         }
                     }
                 }
             }
         }
         if let Some(last) = batcher.take() {
-            written.data(self.sink, last).await?;
+            written.data(last).await?;
         }
         if !rejected.is_empty() {
-            written.rejected(self.sink, rejected).await?;
+            written.rejected(rejected).await?;
         }
+        written.finish().await?;
 
         let new_cursor = window::next_cursor(
             stored.cursor,

@@ -45,6 +45,19 @@ impl HttpSource {
     pub fn new(api: ApiConfig) -> Result<Self> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("replay-sync/", env!("CARGO_PKG_VERSION")))
+            // Redirects are followed within the API's origin only: a credential must not
+            // travel elsewhere. Another origin ends the run with the 3xx status.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin =
+                    attempt.previous().first().map(Url::origin) == Some(attempt.url().origin());
+                if attempt.previous().len() > 5 {
+                    attempt.error("more than 5 redirects")
+                } else if same_origin {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .read_timeout(api.timeout)
             .connect_timeout(api.timeout.min(Duration::from_secs(10)))
             .build()
@@ -159,13 +172,16 @@ impl HttpSource {
         tx: &mpsc::Sender<Result<Option<Chunk>>>,
     ) -> Attempt<(u64, Option<String>)> {
         let transport = |e: reqwest::Error| {
+            // Timeouts, refused or reset connections, bodies cut short: worth another try.
+            let retriable =
+                e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
             let error = Error::Transport {
                 url: redact(url),
                 attempts: attempt,
-                message: error_chain(&e),
+                // reqwest's message quotes the URL, query string and all: drop it.
+                message: error_chain(&e.without_url()),
             };
-            // Timeouts, refused or reset connections, bodies cut short: worth another try.
-            if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode() {
+            if retriable {
                 Attempt::Retry {
                     error,
                     retry_after: None,

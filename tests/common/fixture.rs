@@ -31,6 +31,10 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Send only this many bytes of the body (with the full Content-Length), then close.
+    pub truncate_to: Option<usize>,
+    /// Wait this long before answering.
+    pub delay: std::time::Duration,
 }
 
 impl Response {
@@ -43,7 +47,19 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.into(),
+            truncate_to: None,
+            delay: std::time::Duration::ZERO,
         }
+    }
+
+    pub fn truncated(mut self, to: usize) -> Self {
+        self.truncate_to = Some(to);
+        self
+    }
+
+    pub fn delayed(mut self, d: std::time::Duration) -> Self {
+        self.delay = d;
+        self
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Self {
@@ -129,6 +145,7 @@ fn serve(mut conn: TcpStream, reqs: &Mutex<Vec<Request>>, handler: &Handler) {
         r.len() - 1
     };
     let resp = handler(&req, index);
+    std::thread::sleep(resp.delay);
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
         resp.status,
@@ -139,7 +156,11 @@ fn serve(mut conn: TcpStream, reqs: &Mutex<Vec<Request>>, handler: &Handler) {
     }
     head.push_str("\r\n");
     let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&resp.body);
+    let end = resp
+        .truncate_to
+        .unwrap_or(resp.body.len())
+        .min(resp.body.len());
+    let _ = conn.write_all(&resp.body[..end]);
 }
 
 /// How a records fixture pages.

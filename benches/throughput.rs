@@ -1,0 +1,263 @@
+//! Throughput and memory of a sync, against a raw pass-through measured in the same run.
+//!
+//!     cargo bench --bench throughput            # 10 k, 100 k and 1 M records
+//!     cargo bench --bench throughput -- 10000   # chosen sizes
+//!
+//! A fixture API on 127.0.0.1 serves N records (~330 bytes each, 1,000 per page, pages
+//! pre-built in memory, the next page named in the body and in a `Link` header). For each N:
+//!
+//! * raw: fetch every page with reqwest and append its bytes to a file, no parsing;
+//! * sync: the real release binary, `replay-sync invoke`, directory output, file state,
+//!   run as a child process so that its peak RSS (`wait4` rusage) is its own.
+//!
+//! Reports records/s for both, their ratio, and the sync's peak RSS.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PER_PAGE: usize = 1000;
+
+fn record(i: usize) -> String {
+    let (h, m, s) = ((i / 3600) % 24, (i / 60) % 60, i % 60);
+    let day = 1 + (i / 86_400) % 28;
+    format!(
+        concat!(
+            r#"{{"id":"u{:010}","name":"Person Number {}","email":"person.{}@example.com","#,
+            r#""address":"{} Example Street, Apt {}\nSpringfield, IL 62704","company":"Example Holdings Ltd","#,
+            r#""job":"Senior Quantity Surveyor","score":{}.{:03},"active":true,"tags":["alpha","beta"],"#,
+            r#""createdAt":"2024-01-01T00:00:00Z","updatedAt":"2024-02-{:02}T{:02}:{:02}:{:02}Z"}}"#
+        ),
+        i,
+        i,
+        i,
+        i % 9999,
+        i % 97,
+        i % 100_000,
+        i % 1000,
+        day,
+        h,
+        m,
+        s
+    )
+}
+
+/// Pre-built page bodies, served from memory.
+fn build_pages(n: usize) -> Vec<Vec<u8>> {
+    let pages = n.div_ceil(PER_PAGE);
+    (0..pages)
+        .map(|p| {
+            let mut body = String::with_capacity(PER_PAGE * 340);
+            body.push_str(r#"{"data":["#);
+            for i in p * PER_PAGE..((p + 1) * PER_PAGE).min(n) {
+                if i > p * PER_PAGE {
+                    body.push(',');
+                }
+                body.push_str(&record(i));
+            }
+            body.push_str("],\"next\":");
+            if p + 1 < pages {
+                body.push_str(&format!("\"/records?page={}\"}}", p + 1));
+            } else {
+                body.push_str("null}");
+            }
+            body.into_bytes()
+        })
+        .collect()
+}
+
+fn serve(pages: Arc<Vec<Vec<u8>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let pages = pages.clone();
+            std::thread::spawn(move || handle(conn, &pages));
+        }
+    });
+    port
+}
+
+/// HTTP/1.1 with keep-alive: one request after another on the connection.
+fn handle(conn: TcpStream, pages: &[Vec<u8>]) {
+    conn.set_nodelay(true).ok();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_or(true, |n| n == 0) {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                break;
+            }
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/");
+        let page: usize = target
+            .split("page=")
+            .nth(1)
+            .and_then(|p| p.split('&').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let Some(body) = pages.get(page) else { return };
+        let link = if page + 1 < pages.len() {
+            format!("Link: </records?page={}>; rel=\"next\"\r\n", page + 1)
+        } else {
+            String::new()
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{link}\r\n",
+            body.len()
+        );
+        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(body).is_err() {
+            return;
+        }
+    }
+}
+
+/// Fetch every page and write its bytes, following the Link header: no JSON parsing.
+fn raw_pass_through(port: u16, dir: &std::path::Path) -> (Duration, u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut out = tokio::fs::File::create(dir.join("raw.json")).await.unwrap();
+        let t0 = Instant::now();
+        let mut url = format!("http://127.0.0.1:{port}/records?page=0");
+        let mut bytes = 0u64;
+        loop {
+            let resp = client.get(&url).send().await.unwrap();
+            let next = resp
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split('<').nth(1)?.split('>').next().map(str::to_string));
+            let mut resp = resp;
+            while let Some(chunk) = resp.chunk().await.unwrap() {
+                bytes += chunk.len() as u64;
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                    .await
+                    .unwrap();
+            }
+            match next {
+                Some(n) => url = format!("http://127.0.0.1:{port}{n}"),
+                None => break,
+            }
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out).await.unwrap();
+        out.sync_all().await.unwrap();
+        (t0.elapsed(), bytes)
+    })
+}
+
+/// The real binary; returns (elapsed, peak RSS in KiB, summary).
+///
+/// Peak RSS is the child's own `VmHWM`, polled from /proc once it runs our binary:
+/// `wait4`'s `ru_maxrss` would also count the moments between fork and exec, when the child
+/// still shares this process's pre-built pages.
+fn sync(port: u16, dir: &std::path::Path) -> (Duration, u64, serde_json::Value) {
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replay-sync"))
+        .arg("invoke")
+        .env_clear()
+        .env("API_URL", format!("http://127.0.0.1:{port}/records?page=0"))
+        .env("API_NEXT_PAGE_FIELD", "next")
+        .env(
+            "STATE_STORE",
+            format!("file://{}/state.json", dir.display()),
+        )
+        .env("OUTPUT", format!("file://{}/out", dir.display()))
+        .env("RUST_LOG", "warn")
+        // Tuning knobs for experiments pass through.
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("BATCH_") || k.starts_with("MALLOC_")))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && status
+                .lines()
+                .next()
+                .is_some_and(|l| l.ends_with("replay-sync"))
+        {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(hwm);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = t0.elapsed();
+    let text = reader.join().unwrap();
+    (
+        elapsed,
+        peak_kib,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect::<Vec<_>>();
+    let sizes = if sizes.is_empty() {
+        vec![10_000, 100_000, 1_000_000]
+    } else {
+        sizes
+    };
+    if let Ok(secs) = std::env::var("BENCH_SERVE_ONLY") {
+        // Investigation aid: serve the largest size and wait.
+        let port = serve(Arc::new(build_pages(sizes[0])));
+        println!(
+            "serving {} records on http://127.0.0.1:{port}/records?page=0",
+            sizes[0]
+        );
+        std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
+        return;
+    }
+    println!(
+        "record size ≈ {} bytes, {PER_PAGE} records a page",
+        record(123_456).len()
+    );
+    println!(
+        "{:>9} {:>12} {:>12} {:>7} {:>11} {:>9}",
+        "records", "raw rec/s", "sync rec/s", "ratio", "sync MB/s", "peak RSS"
+    );
+    for n in sizes {
+        let pages = Arc::new(build_pages(n));
+        let port = serve(pages.clone());
+        let dir = tempfile::tempdir().unwrap();
+        // Warm-up (page cache, connection set-up), then measure each once more.
+        raw_pass_through(port, dir.path());
+        let (raw, bytes) = raw_pass_through(port, dir.path());
+        let (took, rss_kib, summary) = sync(port, dir.path());
+        assert_eq!(
+            summary["records_written"].as_u64(),
+            Some(n as u64),
+            "every record landed"
+        );
+        let raw_rate = n as f64 / raw.as_secs_f64();
+        let sync_rate = n as f64 / took.as_secs_f64();
+        println!(
+            "{:>9} {:>12.0} {:>12.0} {:>7.2} {:>11.1} {:>7.1}MB",
+            n,
+            raw_rate,
+            sync_rate,
+            sync_rate / raw_rate,
+            bytes as f64 / took.as_secs_f64() / 1e6,
+            rss_kib as f64 / 1024.0
+        );
+    }
+}
