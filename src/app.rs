@@ -6,8 +6,8 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::{error, info};
 
-use crate::config::{Config, OutputLocation, StateLocation};
-use crate::error::Result;
+use crate::config::{AuthConfig, Config, OutputLocation, StateLocation, TokenSource};
+use crate::error::{Error, Result};
 use crate::event::parse_event;
 use crate::sink::{Sink, dir::DirSink, s3::S3Sink};
 use crate::source::http::HttpSource;
@@ -109,6 +109,18 @@ impl App {
                 ))
             }
         };
+        let mut source = HttpSource::new(config.api.clone())?;
+        if let Some(auth) = &config.api.auth {
+            let token = match &auth.token {
+                TokenSource::Env(secret) => secret.0.clone(),
+                TokenSource::SecretsManager { secret_id } => {
+                    let client = aws_sdk_secretsmanager::Client::new(aws_config().await);
+                    fetch_token(&client, secret_id).await?
+                }
+            };
+            let (name, value) = auth_header(auth, &token)?;
+            source = source.with_auth_header(name, value);
+        }
         Ok(App {
             settings: Settings {
                 sync_id: config.sync_id.clone(),
@@ -117,7 +129,7 @@ impl App {
             },
             state,
             sink,
-            source: HttpSource::new(config.api)?,
+            source,
         })
     }
 
@@ -165,6 +177,65 @@ impl App {
         }
         result
     }
+}
+
+/// Reads the API credential from Secrets Manager: the secret string itself, or its `token`
+/// field when it is a JSON object. Called once per cold start; the value is never logged.
+async fn fetch_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<String> {
+    let fail = |message: String| Error::Config {
+        var: "API_AUTH_SECRET_ARN".into(),
+        message,
+    };
+    let out = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "cannot read the secret {secret_id}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            ))
+        })?;
+    let text = out
+        .secret_string()
+        .ok_or_else(|| fail(format!("the secret {secret_id} has no string value")))?;
+    let token = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(o)) => o
+            .get("token")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                fail(format!(
+                    "the JSON secret {secret_id} has no string field \"token\""
+                ))
+            })?,
+        _ => text.trim().to_string(),
+    };
+    if token.is_empty() {
+        return Err(fail(format!("the secret {secret_id} is empty")));
+    }
+    Ok(token)
+}
+
+fn auth_header(
+    auth: &AuthConfig,
+    token: &str,
+) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
+    let name = reqwest::header::HeaderName::from_bytes(auth.header.as_bytes())
+        .map_err(|_| Error::config("API_AUTH_HEADER", "is not a valid HTTP header name"))?;
+    let value = match &auth.scheme {
+        Some(scheme) => format!("{scheme} {token}"),
+        None => token.to_string(),
+    };
+    // The message must not quote the token.
+    let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+        Error::config(
+            "API_AUTH_TOKEN",
+            "the credential has characters an HTTP header cannot carry",
+        )
+    })?;
+    Ok((name, value))
 }
 
 /// The Lambda edge: serves the runtime API with [`App::handle`].

@@ -42,6 +42,35 @@ impl Default for BatchLimits {
     }
 }
 
+/// A credential: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where the API credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `API_AUTH_TOKEN` (local use).
+    Env(Secret),
+    /// `API_AUTH_SECRET_ARN`: fetched from AWS Secrets Manager once per cold start.
+    SecretsManager { secret_id: String },
+}
+
+/// An optional credential sent with every API request as `HEADER: [SCHEME ]TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `API_AUTH_HEADER`, default `Authorization`.
+    pub header: String,
+    /// `API_AUTH_SCHEME`, default `Bearer`; `none` sends the token alone.
+    pub scheme: Option<String>,
+    pub token: TokenSource,
+}
+
 /// How the HTTP source talks to the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
@@ -53,6 +82,7 @@ pub struct ApiConfig {
     pub timeout: std::time::Duration,
     /// Attempts per request, the first included (429, 5xx, timeouts, resets are retried).
     pub max_attempts: u32,
+    pub auth: Option<AuthConfig>,
 }
 
 /// The whole, validated configuration of one deployment.
@@ -118,6 +148,7 @@ impl Config {
             max_bytes: parse_positive(&get, "BATCH_MAX_BYTES", defaults.max_bytes)?,
         };
         let timeout_secs = parse_positive(&get, "API_TIMEOUT_SECONDS", 30)?;
+        let auth = parse_auth(&get)?;
         let max_attempts = parse_positive(&get, "API_MAX_ATTEMPTS", 6)?;
 
         Ok(Config {
@@ -128,6 +159,7 @@ impl Config {
                 next_page_field,
                 timeout: std::time::Duration::from_secs(timeout_secs as u64),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+                auth,
             },
             buffer,
             sync_id,
@@ -158,6 +190,58 @@ fn parse_positive(
             )),
         },
     }
+}
+
+fn parse_auth(get: &impl Fn(&str) -> Option<String>) -> Result<Option<AuthConfig>> {
+    let token = match (get("API_AUTH_TOKEN"), get("API_AUTH_SECRET_ARN")) {
+        (None, None) => {
+            for var in ["API_AUTH_HEADER", "API_AUTH_SCHEME"] {
+                if get(var).is_some() {
+                    return Err(Error::config(
+                        var,
+                        "is set but no credential is: set API_AUTH_TOKEN or API_AUTH_SECRET_ARN",
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::config(
+                "API_AUTH_SECRET_ARN",
+                "set either API_AUTH_TOKEN (local use) or API_AUTH_SECRET_ARN, not both",
+            ));
+        }
+        (Some(t), None) => TokenSource::Env(Secret(t)),
+        (None, Some(arn)) => TokenSource::SecretsManager { secret_id: arn },
+    };
+    let header = get("API_AUTH_HEADER").unwrap_or_else(|| "Authorization".into());
+    if !header
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::config(
+            "API_AUTH_HEADER",
+            format!(
+                "expected an HTTP header name such as Authorization or X-API-Key, got {header:?}"
+            ),
+        ));
+    }
+    let scheme = match get("API_AUTH_SCHEME") {
+        None => Some("Bearer".to_string()),
+        Some(s) if s.eq_ignore_ascii_case("none") => None,
+        Some(s) if s.bytes().all(|b| b.is_ascii_graphic()) => Some(s),
+        Some(s) => {
+            return Err(Error::config(
+                "API_AUTH_SCHEME",
+                format!("expected one word such as Bearer or apiKey (or none), got {s:?}"),
+            ));
+        }
+    };
+    Ok(Some(AuthConfig {
+        header,
+        scheme,
+        token,
+    }))
 }
 
 fn parse_http_url(v: &str) -> Result<url::Url> {
@@ -374,6 +458,46 @@ mod tests {
         assert_eq!(
             err_var(&[API, ("BATCH_MAX_BYTES", "lots")]),
             "BATCH_MAX_BYTES"
+        );
+    }
+
+    #[test]
+    fn auth_from_token_or_secret_never_both() {
+        assert_eq!(cfg(&[API]).unwrap().api.auth, None);
+        let a = cfg(&[API, ("API_AUTH_TOKEN", "t0k3n")])
+            .unwrap()
+            .api
+            .auth
+            .unwrap();
+        assert_eq!(a.header, "Authorization");
+        assert_eq!(a.scheme.as_deref(), Some("Bearer"));
+        assert!(!format!("{a:?}").contains("t0k3n"), "Debug hides the token");
+        let a = cfg(&[
+            API,
+            (
+                "API_AUTH_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:x",
+            ),
+            ("API_AUTH_HEADER", "X-API-Key"),
+            ("API_AUTH_SCHEME", "none"),
+        ])
+        .unwrap()
+        .api
+        .auth
+        .unwrap();
+        assert_eq!(a.scheme, None);
+        assert!(matches!(a.token, TokenSource::SecretsManager { .. }));
+        assert_eq!(
+            err_var(&[API, ("API_AUTH_TOKEN", "a"), ("API_AUTH_SECRET_ARN", "b")]),
+            "API_AUTH_SECRET_ARN"
+        );
+        assert_eq!(
+            err_var(&[API, ("API_AUTH_SCHEME", "apiKey")]),
+            "API_AUTH_SCHEME"
+        );
+        assert_eq!(
+            err_var(&[API, ("API_AUTH_TOKEN", "a"), ("API_AUTH_HEADER", "X Key")]),
+            "API_AUTH_HEADER"
         );
     }
 

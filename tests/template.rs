@@ -126,6 +126,20 @@ fn function_is_least_privilege_and_runs_one_at_a_time() {
 }
 
 #[test]
+fn secret_access_only_with_a_secret_and_only_to_it() {
+    let t = template();
+    let p = &t["Resources"]["AuthSecretPolicy"];
+    assert_eq!(p["Condition"], "HasAuthSecret");
+    assert_eq!(p["Properties"]["Roles"][0]["Ref"], "SyncFunctionRole");
+    let st = &p["Properties"]["PolicyDocument"]["Statement"];
+    assert_eq!(st.as_array().unwrap().len(), 1);
+    assert_eq!(st[0]["Action"], "secretsmanager:GetSecretValue");
+    assert_eq!(st[0]["Resource"]["Ref"], "ApiAuthSecretArn");
+    let cond = t["Conditions"]["HasAuthSecret"].to_string();
+    assert!(cond.contains("ApiAuthSecretArn"), "{cond}");
+}
+
+#[test]
 fn table_and_bucket_protect_the_data() {
     let t = template();
     let table = &t["Resources"]["StateTable"]["Properties"];
