@@ -1,0 +1,37 @@
+//! Fuzzes the response parser (`PageScanner`, which `parse_page` also uses):
+//! * it never panics, whatever the bytes;
+//! * the result does not depend on how the body is split into chunks;
+//! * whatever it accepts is valid JSON (serde_json agrees);
+//! * a plain `{"data": [...]}` body that serde_json accepts, it accepts too.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use replay_sync::page::PageScanner;
+use replay_sync::record::Entry;
+
+fn scan(data: &[u8], chunk: usize) -> Result<(Vec<Entry>, Option<String>), String> {
+    let mut s = PageScanner::new("data", Some("next"));
+    let mut out = Vec::new();
+    for c in data.chunks(chunk.max(1)) {
+        s.feed(c, &mut out)?;
+    }
+    s.finish().map(|t| (out, t.next))
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&split, data)) = input.split_first() else { return };
+    let whole = scan(data, usize::MAX);
+    let chunked = scan(data, split as usize % 17 + 1);
+    assert_eq!(whole, chunked, "chunking changed the result");
+    let serde_ok = serde_json::from_slice::<serde_json::de::IgnoredAny>(data).is_ok();
+    if whole.is_ok() {
+        assert!(serde_ok, "accepted a body that is not valid JSON");
+    }
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(data)
+        && o.len() == 1
+        && o.get("data").is_some_and(|d| d.is_array())
+        && std::str::from_utf8(data).is_ok_and(|t| t.matches("\"data\"").count() == 1)
+    {
+        assert!(whole.is_ok(), "refused a valid page: {whole:?}");
+    }
+});
