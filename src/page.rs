@@ -441,6 +441,11 @@ mod tests {
             (r#"{"data": [], "next": 5}"#, "next-page field"),
             ("{\"data\": [\"\u{0}\"]}", "not valid JSON"),
             (r#"{data: []}"#, "not valid JSON"),
+            // Found by fuzzing: a duplicate key before a syntax error.
+            (
+                r#"{"data": [{"id": "a","id": "atedAt": "2024-01-15T10:30:00Z"}]}"#,
+                "not valid JSON",
+            ),
         ];
         for (body, want) in cases {
             for size in [1, 2, 3, 7, usize::MAX] {

@@ -138,7 +138,9 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
     let keys: Keys = match serde_json::from_str(text) {
         Ok(k) => k,
         Err(e) if e.is_data() => {
-            // Valid JSON whose keys we cannot use (a duplicate `id`, say).
+            // Keys we cannot use (a duplicate `id`, say). serde stopped there: the rest must
+            // still be valid JSON, or the page is malformed (found by fuzzing).
+            serde_json::from_str::<IgnoredAny>(text)?;
             return reject(format!("the record's keys are unusable ({e})"));
         }
         Err(e) => return Err(e),

@@ -87,15 +87,12 @@ async fn api_key_from_secrets_manager() {
         .arn()
         .unwrap()
         .to_string();
-    let env = vec![
+    let mut env = vec![
         ("API_URL", format!("{}/auth/api_key", pg.url())),
         ("API_AUTH_SECRET_ARN", arn.clone()),
         ("API_AUTH_SCHEME", "apiKey".into()),
-        ("AWS_ENDPOINT_URL", peers::moto().url()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
     ];
+    env.extend(common::moto_env());
     let (out, _dir) = tokio::task::spawn_blocking(move || run(&env))
         .await
         .unwrap();
@@ -105,14 +102,11 @@ async fn api_key_from_secrets_manager() {
     assert!(!all_output(&out).contains(&key), "the key is never printed");
 
     // A secret that does not exist fails at start-up, naming the variable.
-    let env = vec![
+    let mut env = vec![
         ("API_URL", format!("{}/auth/api_key", pg.url())),
         ("API_AUTH_SECRET_ARN", format!("{arn}-missing")),
-        ("AWS_ENDPOINT_URL", peers::moto().url()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
     ];
+    env.extend(common::moto_env());
     let (out, _dir) = tokio::task::spawn_blocking(move || run(&env))
         .await
         .unwrap();

@@ -314,11 +314,8 @@ async fn aws_backends_from_the_environment() {
         ("STATE_STORE", format!("dynamodb://{table}")),
         ("OUTPUT", format!("s3://{bucket}/lake/raw")),
         ("SYNC_ID", "users".to_string()),
-        ("AWS_ENDPOINT_URL", peers::moto().url()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
     ]);
+    env.extend(common::moto_env());
     let d = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || run(&d, &env, &["invoke"]))
         .await

@@ -80,19 +80,16 @@ async fn events_through_the_lambda_runtime_api() {
     common::create_table(&table).await;
     common::create_bucket(&bucket).await;
     let users = peers::playground_users(peers::playground());
-    let env = vec![
+    let mut env = vec![
         (
             "API_URL",
             format!("{}/incremental/timestamp", peers::playground().url()),
         ),
         ("STATE_STORE", format!("dynamodb://{table}")),
         ("OUTPUT", format!("s3://{bucket}/raw")),
-        ("AWS_ENDPOINT_URL", peers::moto().url()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
     ];
+    env.extend(common::moto_env());
     let lambda = tokio::task::spawn_blocking(move || Lambda::start(&env))
         .await
         .unwrap();

@@ -58,6 +58,16 @@ pub fn moto_sdk_config() -> aws_config::SdkConfig {
         .build()
 }
 
+/// The environment that points a `replay-sync` process at moto.
+pub fn moto_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", peers::moto().url()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
 pub fn s3_client() -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(&moto_sdk_config())
         .force_path_style(true)
