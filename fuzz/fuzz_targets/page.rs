@@ -23,7 +23,9 @@ fuzz_target!(|input: &[u8]| {
     let whole = scan(data, usize::MAX);
     let chunked = scan(data, split as usize % 17 + 1);
     assert_eq!(whole, chunked, "chunking changed the result");
-    let serde_ok = serde_json::from_slice::<serde_json::Value>(data).is_ok();
+    // Grammar-level validity: `Value` would also refuse numbers beyond f64 (valid JSON,
+    // which the parser rightly keeps verbatim).
+    let serde_ok = serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok();
     if whole.is_ok() {
         assert!(serde_ok, "accepted a body that is not valid JSON");
     }
