@@ -8,8 +8,9 @@
 //!
 //! # Layout
 //!
-//! The engine — [`config`], [`event`], [`window`], [`record`], [`batch`], [`sync`] — knows
-//! nothing of AWS, HTTP or Lambda: it talks to three ports.
+//! The engine — [`config`], [`event`], [`window`], [`page`] (the incremental response
+//! parser), [`record`], [`batch`], [`sync`] — knows nothing of AWS, HTTP or Lambda: it talks
+//! to three ports.
 //!
 //! * [`source`]: [`source::Source`], and the HTTP adapter (paging, retries);
 //! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;

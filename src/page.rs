@@ -441,6 +441,10 @@ mod tests {
             (r#"{"data": [], "next": 5}"#, "next-page field"),
             ("{\"data\": [\"\u{0}\"]}", "not valid JSON"),
             (r#"{data: []}"#, "not valid JSON"),
+            (r#"{"data":{"id":1}}"#, "not an array"),
+            (r#"{"data":[]} trailing"#, "not valid JSON"),
+            (r#"{"data":[{"id":1,"#, "truncated"),
+            ("<html>oops</html>", "not valid JSON"),
             // Found by fuzzing: a duplicate key before a syntax error.
             (
                 r#"{"data": [{"id": "a","id": "atedAt": "2024-01-15T10:30:00Z"}]}"#,
