@@ -2,19 +2,19 @@
 //! engine for each invocation. Shared by the Lambda runtime, `cargo lambda watch` and the
 //! local `replay-sync invoke` mode, so all three run the same handler.
 
-use chrono::Utc;
 use serde_json::Value;
 use tracing::{error, info};
 
 use crate::config::{AuthConfig, Config, OutputLocation, StateLocation, TokenSource};
 use crate::error::{Error, Result};
 use crate::event::parse_event;
-use crate::sink::{Sink, dir::DirSink, s3::S3Sink};
+use crate::sink::{Put, Sink, dir::DirSink, s3::S3Sink};
 use crate::source::http::HttpSource;
 use crate::state::{
-    Checkpoint, StateStore, SyncState, dynamodb::DynamoStateStore, file::FileStateStore,
+    Checkpoint, Commit, Lease, Plan, StateStore, SyncState, dynamodb::DynamoStateStore,
+    file::FileStateStore,
 };
-use crate::sync::{Engine, RunSummary, Settings};
+use crate::sync::{Engine, Invocation, RunSummary, Settings};
 
 /// The state store chosen by `STATE_STORE`.
 #[derive(Debug, Clone)]
@@ -31,16 +31,30 @@ impl StateStore for AnyState {
         }
     }
 
-    async fn checkpoint(
+    async fn try_lease(
         &self,
         sync_id: &str,
-        expected: u64,
-        cursor: Option<chrono::DateTime<Utc>>,
-        run_id: &str,
-    ) -> Result<Checkpoint> {
+        seen: &SyncState,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> Result<bool> {
         match self {
-            AnyState::File(s) => s.checkpoint(sync_id, expected, cursor, run_id).await,
-            AnyState::DynamoDb(s) => s.checkpoint(sync_id, expected, cursor, run_id).await,
+            AnyState::File(s) => s.try_lease(sync_id, seen, lease, plan).await,
+            AnyState::DynamoDb(s) => s.try_lease(sync_id, seen, lease, plan).await,
+        }
+    }
+
+    async fn checkpoint(&self, sync_id: &str, commit: &Commit<'_>) -> Result<Checkpoint> {
+        match self {
+            AnyState::File(s) => s.checkpoint(sync_id, commit).await,
+            AnyState::DynamoDb(s) => s.checkpoint(sync_id, commit).await,
+        }
+    }
+
+    async fn release(&self, sync_id: &str, owner: &str) -> Result<()> {
+        match self {
+            AnyState::File(s) => s.release(sync_id, owner).await,
+            AnyState::DynamoDb(s) => s.release(sync_id, owner).await,
         }
     }
 }
@@ -60,10 +74,22 @@ impl Sink for AnySink {
         }
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &'static str) -> Result<()> {
+    async fn put_new(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &'static str,
+    ) -> Result<Put> {
         match self {
-            AnySink::Dir(s) => s.put(key, body, content_type).await,
-            AnySink::S3(s) => s.put(key, body, content_type).await,
+            AnySink::Dir(s) => s.put_new(key, body, content_type).await,
+            AnySink::S3(s) => s.put_new(key, body, content_type).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            AnySink::Dir(s) => s.get(key).await,
+            AnySink::S3(s) => s.get(key).await,
         }
     }
 }
@@ -126,6 +152,7 @@ impl App {
                 sync_id: config.sync_id.clone(),
                 buffer: config.buffer,
                 batch: config.batch,
+                deadline_margin: config.deadline_margin,
             },
             state,
             sink,
@@ -135,11 +162,7 @@ impl App {
 
     /// Handles one invocation payload: validates the event, runs the sync, logs the summary
     /// (or the failure) as one structured line.
-    pub async fn handle(
-        &self,
-        event: &Value,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<RunSummary> {
+    pub async fn handle(&self, event: &Value, invocation: &Invocation) -> Result<RunSummary> {
         let result = async {
             let request = parse_event(event)?;
             let engine = Engine {
@@ -148,7 +171,7 @@ impl App {
                 sink: &self.sink,
                 settings: &self.settings,
             };
-            engine.run(&request, Utc::now(), deadline).await
+            engine.run(&request, invocation).await
         }
         .await;
         match &result {
@@ -243,19 +266,21 @@ pub async fn serve_lambda(app: App) -> std::result::Result<(), lambda_runtime::E
     use lambda_runtime::{LambdaEvent, service_fn};
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = deadline_from(event.context.deadline());
-        app.handle(&event.payload, deadline)
+        let invocation = Invocation::new(
+            event.context.request_id.clone(),
+            remaining_before(event.context.deadline()),
+        );
+        app.handle(&event.payload, &invocation)
             .await
             .map_err(InvocationError)
     }))
     .await
 }
 
-/// The invocation's deadline as a monotonic instant. A deadline already past at the start
-/// (as `cargo lambda watch` can send) is treated as unknown rather than as "no time left".
-pub fn deadline_from(deadline: std::time::SystemTime) -> Option<tokio::time::Instant> {
-    let left = deadline.duration_since(std::time::SystemTime::now()).ok()?;
-    Some(tokio::time::Instant::now() + left)
+/// The time left before the invocation's deadline. A deadline already past at the start (as
+/// `cargo lambda watch` can send) is treated as unknown rather than as "no time left".
+pub fn remaining_before(deadline: std::time::SystemTime) -> Option<std::time::Duration> {
+    deadline.duration_since(std::time::SystemTime::now()).ok()
 }
 
 /// An engine error as Lambda sees it: `errorType` is [`crate::Error::kind`].

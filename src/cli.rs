@@ -3,28 +3,35 @@
 //! status. Logs go to stderr.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::sync::Invocation;
 
 pub const USAGE: &str = "\
-usage: replay-sync invoke [--event FILE]
+usage: replay-sync invoke [--event FILE] [--request-id ID] [--timeout SECONDS]
 
 Runs one sync invocation locally with the configuration in the environment (API_URL,
 STATE_STORE, OUTPUT, ... see README.md) and prints the run summary as JSON on stdout.
 FILE is an invocation event (events/*.json); '-' reads it from standard input; without
---event the run is a scheduled run. Exit status: 0 on success (completed, partial,
-skipped, conflict, dry_run), 1 when the run failed, 2 for bad usage or configuration.
+--event the run is a scheduled run.
+--request-id plays Lambda's request id: it owns the run's lease, and giving the id of an
+invocation that crashed resumes it (its lease and its plan); default: a new random id.
+--timeout plays the Lambda timeout: the run stops fetching shortly before it and
+returns status partial; default: none (the lease then lasts 15 minutes).
+Exit status: 0 on success (completed, partial, skipped, conflict, dry_run), 1 when the
+run failed, 2 for bad usage or configuration.
 
 Under AWS Lambda or `cargo lambda watch` (AWS_LAMBDA_RUNTIME_API set) the binary serves
 the Lambda runtime API instead.";
 
 /// Runs the local mode with `args` (without the program name).
 pub async fn main(args: &[String]) -> ExitCode {
-    let event_path = match parse_args(args) {
-        Ok(Some(p)) => p,
+    let args = match parse_args(args) {
+        Ok(Some(a)) => a,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -34,7 +41,7 @@ pub async fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let event = match read_event(event_path.as_deref()) {
+    let event = match read_event(args.event.as_deref()) {
         Ok(e) => e,
         Err(msg) => {
             eprintln!("replay-sync: {msg}");
@@ -55,7 +62,11 @@ pub async fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app.handle(&event, None).await {
+    let invocation = Invocation::new(
+        args.request_id.unwrap_or_else(Invocation::random_id),
+        args.timeout,
+    );
+    match app.handle(&event, &invocation).await {
         Ok(summary) => {
             println!(
                 "{}",
@@ -70,28 +81,55 @@ pub async fn main(args: &[String]) -> ExitCode {
     }
 }
 
-/// `Ok(None)` asks for help; `Ok(Some(path))` runs with that event (`None`: scheduled).
-fn parse_args(args: &[String]) -> Result<Option<Option<String>>, String> {
+/// The arguments of `invoke`.
+#[derive(Debug, Default, PartialEq)]
+struct Args {
+    /// The event file (`None`: a scheduled run).
+    event: Option<String>,
+    request_id: Option<String>,
+    timeout: Option<Duration>,
+}
+
+/// `Ok(None)` asks for help.
+fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     let mut it = args.iter().map(String::as_str);
     match it.next() {
         Some("invoke") => {}
         None | Some("-h" | "--help" | "help") => return Ok(None),
         Some(other) => return Err(format!("unknown command {other:?}")),
     }
-    let mut event = None;
+    let mut out = Args::default();
     while let Some(arg) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{arg} needs {what}"))
+        };
         match arg {
-            "--event" | "-e" | "--data-file" => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| format!("{arg} needs a file name"))?;
-                event = Some(v.to_string());
+            "--event" | "-e" | "--data-file" => out.event = Some(value("a file name")?),
+            "--request-id" => {
+                let id = value("an id")?;
+                if id.is_empty() {
+                    return Err("--request-id needs a non-empty id".into());
+                }
+                out.request_id = Some(id);
+            }
+            "--timeout" => {
+                let v = value("a number of seconds")?;
+                let secs = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+                    .ok_or_else(|| {
+                        format!("--timeout expects seconds (0 < s <= 86400), got {v:?}")
+                    })?;
+                out.timeout = Some(Duration::from_secs_f64(secs));
             }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Some(event))
+    Ok(Some(out))
 }
 
 fn read_event(path: Option<&str>) -> Result<Value, String> {

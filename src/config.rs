@@ -94,6 +94,8 @@ pub struct Config {
     pub state: StateLocation,
     pub output: OutputLocation,
     pub batch: BatchLimits,
+    /// `DEADLINE_MARGIN_SECONDS`: stop fetching when less is left before the deadline.
+    pub deadline_margin: std::time::Duration,
 }
 
 pub const DEFAULT_STATE_STORE: &str = "file://./.replay-sync/state.json";
@@ -150,6 +152,7 @@ impl Config {
         let timeout_secs = parse_positive(&get, "API_TIMEOUT_SECONDS", 30)?;
         let auth = parse_auth(&get)?;
         let max_attempts = parse_positive(&get, "API_MAX_ATTEMPTS", 6)?;
+        let margin = parse_positive(&get, "DEADLINE_MARGIN_SECONDS", 30)?;
 
         Ok(Config {
             api: ApiConfig {
@@ -166,6 +169,7 @@ impl Config {
             state,
             output,
             batch,
+            deadline_margin: std::time::Duration::from_secs(margin as u64),
         })
     }
 }

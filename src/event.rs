@@ -28,6 +28,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Allow the checkpoint to move the cursor backwards (only with `state_override`).
     pub rewind: bool,
+    /// The EventBridge event id: a duplicate delivery of one scheduled event carries the
+    /// same id, so a second run of it is recognised and skipped.
+    pub event_id: Option<String>,
 }
 
 impl RunRequest {
@@ -39,6 +42,7 @@ impl RunRequest {
             buffer: None,
             dry_run: false,
             rewind: false,
+            event_id: None,
         }
     }
 }
@@ -85,7 +89,19 @@ fn parse_scheduled(obj: &Map<String, Value>) -> Result<RunRequest> {
         "an EventBridge Scheduled Event",
     )?;
     match obj.get("detail-type") {
-        Some(Value::String(s)) if s == "Scheduled Event" => Ok(RunRequest::scheduled()),
+        Some(Value::String(s)) if s == "Scheduled Event" => Ok(RunRequest {
+            event_id: match obj.get("id") {
+                None => None,
+                Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+                Some(other) => {
+                    return Err(Error::event(
+                        "id",
+                        format!("expected the event id as a non-empty string, got {other}"),
+                    ));
+                }
+            },
+            ..RunRequest::scheduled()
+        }),
         Some(other) => Err(Error::event(
             "detail-type",
             format!("only \"Scheduled Event\" is handled, got {other}"),
@@ -229,8 +245,23 @@ mod tests {
             "account": "123456789012", "time": "2024-01-15T10:30:00Z", "region": "us-east-1",
             "resources": ["arn:aws:events:us-east-1:123456789012:rule/replay-sync"], "detail": {}
         });
-        assert_eq!(parse_event(&ev).unwrap(), RunRequest::scheduled());
+        let req = parse_event(&ev).unwrap();
+        assert_eq!(
+            req.event_id.as_deref(),
+            Some("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa"),
+            "the id recognises duplicate deliveries"
+        );
+        assert_eq!(
+            RunRequest {
+                event_id: None,
+                ..req
+            },
+            RunRequest::scheduled()
+        );
         assert_eq!(parse_event(&Value::Null).unwrap(), RunRequest::scheduled());
+        let mut bad = ev.clone();
+        bad["id"] = json!(42);
+        assert_eq!(field_of(bad), "id");
     }
 
     #[test]

@@ -1,15 +1,23 @@
 //! The engine: plan → fetch → batch → write → manifest → checkpoint, generic over the ports.
 //!
 //! Guarantees of one run:
+//! * a run that writes first takes the lease on the state ([`crate::state::acquire`]); a live
+//!   lease of another run, or a checkpoint already taken by this very invocation, makes it
+//!   `skipped` before anything is fetched;
 //! * the cursor only moves by a checkpoint, taken after every data object and the manifest
-//!   are durable, conditioned on the state version the run loaded;
+//!   are durable, fenced on the state version the run loaded and on its lease;
 //! * the new cursor is the greatest `updatedAt` written (see [`crate::window::next_cursor`]);
-//! * object keys depend only on the starting state (version and window start), so a
-//!   retried run rewrites the same keys;
-//! * a failure returns an error before the checkpoint: the cursor stays, nothing is lost.
+//! * object keys depend only on the plan (starting version and window), and every object is
+//!   written only if its key is free: a retry that finds an identical object there moves on,
+//!   one that finds different bytes writes beside it (`…~1.jsonl`), so no key ever holds two
+//!   different bodies and nothing is lost;
+//! * near the deadline the run stops fetching, flushes and checkpoints what is durable
+//!   (`partial`) — moving the cursor only if the records arrived in ascending `updatedAt`;
+//! * a failure returns an error before the checkpoint and releases the lease: the cursor
+//!   stays, nothing is lost.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -20,9 +28,9 @@ use crate::config::BatchLimits;
 use crate::error::{Error, Result};
 use crate::event::{RunRequest, Trigger};
 use crate::record::{Entry, Record, Rejected};
-use crate::sink::{self, Sink};
+use crate::sink::{self, Put, Sink};
 use crate::source::{Pages, Source};
-use crate::state::{Checkpoint, StateStore};
+use crate::state::{self, Acquired, Checkpoint, Claimant, Commit, Plan, StateStore, SyncState};
 use crate::window;
 use tokio::task::JoinHandle;
 use tokio::time::Instant as Deadline;
@@ -33,6 +41,46 @@ pub struct Settings {
     pub sync_id: String,
     pub buffer: TimeDelta,
     pub batch: BatchLimits,
+    /// Stop fetching when less than this is left before the invocation's deadline.
+    pub deadline_margin: Duration,
+}
+
+/// How long a lease lasts when the invocation has no deadline (the local mode): Lambda's
+/// longest timeout.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15 * 60);
+/// Added to the deadline for the lease's expiry (clock skew between Lambda hosts).
+pub const LEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// One invocation: who runs (the request id owns the lease) and until when.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The Lambda request id (a retry of an async invocation keeps it).
+    pub request_id: String,
+    /// The clock reading at the start.
+    pub started_at: DateTime<Utc>,
+    /// When the invocation will be stopped, if known.
+    pub deadline: Option<Deadline>,
+    /// When this run's lease expires.
+    pub lease_until: DateTime<Utc>,
+}
+
+impl Invocation {
+    /// An invocation starting now with `remaining` time before it is stopped (if known).
+    pub fn new(request_id: impl Into<String>, remaining: Option<Duration>) -> Self {
+        let started_at = Utc::now();
+        let lease = remaining.map_or(DEFAULT_LEASE, |r| r + LEASE_GRACE);
+        Invocation {
+            request_id: request_id.into(),
+            started_at,
+            deadline: remaining.map(|r| Deadline::now() + r),
+            lease_until: started_at + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX),
+        }
+    }
+
+    /// A fresh random request id (the local mode has none).
+    pub fn random_id() -> String {
+        format!("local-{:016x}", fastrand::u64(..))
+    }
 }
 
 /// How a run ended. Every status is a successful invocation.
@@ -67,6 +115,9 @@ pub struct RunSummary {
     pub records_rejected: u64,
     /// Older copies of an id that a newer copy replaced within the same batch.
     pub records_deduplicated: u64,
+    /// Why nothing was done (`skipped`), or why the cursor was held back (`partial`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub objects: Vec<String>,
     pub rejected_objects: Vec<String>,
     pub manifest: Option<String>,
@@ -136,12 +187,63 @@ struct Written<Si: Sink + Clone + 'static> {
     max_updated_at: Option<DateTime<Utc>>,
 }
 
-/// A write under way (`task` is `None` in a dry run).
+/// A write under way (`task` is `None` in a dry run). The task yields the key written,
+/// which differs from the planned one when an earlier attempt left other bytes there.
 struct Pending {
-    task: Option<JoinHandle<Result<()>>>,
+    task: Option<JoinHandle<Result<String>>>,
     entry: ObjectEntry,
     /// `Some(max updatedAt)` for data, `None` for rejected records.
     data_max: Option<Option<DateTime<Utc>>>,
+}
+
+/// Alternative keys tried beside a planned key that holds other bytes.
+const ALTERNATIVE_KEYS: usize = 16;
+
+/// `user/x-00001.jsonl` → `user/x-00001~2.jsonl` (n > 0).
+fn alternative(rel: &str, n: usize) -> String {
+    if n == 0 {
+        return rel.to_string();
+    }
+    match rel.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains('/') => format!("{stem}~{n}.{ext}"),
+        _ => format!("{rel}~{n}"),
+    }
+}
+
+/// Writes `body` under the planned key `rel` exactly once and returns the key that holds it.
+///
+/// The key is claimed with a conditional write. If it is taken, the object there is read:
+/// identical bytes mean an earlier attempt of the same plan already wrote it (a retry
+/// converging); other bytes (an attempt that fetched a different state of the API) are left
+/// alone and the body goes to the next free alternative key. Either way the body is durable
+/// when this returns, and no key ever holds two different bodies.
+async fn put_once<Si: Sink>(
+    sink: &Si,
+    rel: &str,
+    body: bytes::Bytes,
+    content_type: &'static str,
+) -> Result<String> {
+    for n in 0..ALTERNATIVE_KEYS {
+        let key = sink.key(&alternative(rel, n));
+        if sink.put_new(&key, body.clone(), content_type).await? == Put::Created {
+            return Ok(key);
+        }
+        match sink.get(&key).await? {
+            Some(existing) if existing == body => {
+                info!(key = %key, "object already written by an earlier attempt of this plan");
+                return Ok(key);
+            }
+            Some(_) => warn!(
+                key = %key,
+                "an earlier attempt of this plan wrote other bytes here; writing beside it"
+            ),
+            None => warn!(key = %key, "the object vanished between the write and the read"),
+        }
+    }
+    Err(Error::sink(
+        sink.key(rel),
+        format!("{ALTERNATIVE_KEYS} keys for this object are taken by other attempts"),
+    ))
 }
 
 impl<Si: Sink + Clone + 'static> Written<Si> {
@@ -190,8 +292,8 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         }
         let key = self.sink.key(&rel);
         let task = (!self.dry_run).then(|| {
-            let (sink, key) = (self.sink.clone(), key.clone());
-            tokio::spawn(async move { sink.put(&key, encode(), sink::JSONL).await })
+            let sink = self.sink.clone();
+            tokio::spawn(async move { put_once(&sink, &rel, encode().into(), sink::JSONL).await })
         });
         self.pending.push_back(Pending {
             task,
@@ -203,11 +305,11 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
 
     /// Waits for the oldest write; only now, with the object durable, does it count.
     async fn complete_oldest(&mut self) -> Result<()> {
-        let Some(p) = self.pending.pop_front() else {
+        let Some(mut p) = self.pending.pop_front() else {
             return Ok(());
         };
         if let Some(task) = p.task {
-            task.await.map_err(|e| Error::Sink {
+            p.entry.key = task.await.map_err(|e| Error::Sink {
                 key: p.entry.key.clone(),
                 message: format!("the write task failed: {e}"),
             })??;
@@ -253,20 +355,96 @@ impl<Si: Sink + Clone + 'static> Drop for Written<Si> {
 }
 
 impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
-    /// Runs one sync. `started_at` is the run's clock reading: it bounds the cursor and
-    /// stamps `_synced_at`. `deadline` is when the invocation will be stopped, if known.
-    pub async fn run(
-        &self,
-        req: &RunRequest,
-        started_at: DateTime<Utc>,
-        deadline: Option<Deadline>,
-    ) -> Result<RunSummary> {
+    /// Runs one sync for `inv`. Dry runs read the state without taking the lease.
+    pub async fn run(&self, req: &RunRequest, inv: &Invocation) -> Result<RunSummary> {
         let clock = Instant::now();
         let sync_id = &self.settings.sync_id;
-        let stored = self.state.load(sync_id).await?;
+        let buffer = req.buffer.unwrap_or(self.settings.buffer);
+        if req.dry_run {
+            let stored = self.state.load(sync_id).await?;
+            let plan = Plan {
+                version: stored.version,
+                since: window::since(req.state_override.or(stored.cursor), buffer),
+                until: inv.started_at,
+            };
+            return self.execute(req, inv, &stored, &plan, clock).await;
+        }
+
+        // A duplicate of a scheduled event has the same event id; a retry of an async
+        // invocation has the same request id.
+        let invocation = req.event_id.as_deref().unwrap_or(&inv.request_id);
+        let claimant = Claimant {
+            owner: &inv.request_id,
+            invocation,
+            now: inv.started_at,
+            expires_at: inv.lease_until,
+            state_override: req.state_override,
+            buffer,
+        };
+        match state::acquire(self.state, sync_id, &claimant).await? {
+            Acquired::Leased { state, plan } => {
+                let result = self.execute(req, inv, &state, &plan, clock).await;
+                if result.is_err()
+                    && let Err(e) = self.state.release(sync_id, &inv.request_id).await
+                {
+                    warn!(error = %e, "could not release the lease; it expires with the deadline");
+                }
+                result
+            }
+            Acquired::Held { state, lease } => {
+                let reason = format!(
+                    "another run ({}) holds the state until {}",
+                    lease.owner,
+                    window::format_millis(lease.expires_at)
+                );
+                info!(sync_id = %sync_id, reason = %reason, "run skipped");
+                Ok(self.skipped(req, inv, &state, buffer, reason, clock))
+            }
+            Acquired::Done { state } => {
+                let reason = format!(
+                    "invocation {invocation} already took the last checkpoint (a duplicate delivery or a retry)"
+                );
+                info!(sync_id = %sync_id, reason = %reason, "run skipped");
+                Ok(self.skipped(req, inv, &state, buffer, reason, clock))
+            }
+        }
+    }
+
+    fn skipped(
+        &self,
+        req: &RunRequest,
+        inv: &Invocation,
+        state: &SyncState,
+        buffer: TimeDelta,
+        reason: String,
+        clock: Instant,
+    ) -> RunSummary {
+        let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
+        let mut s = RunSummary::new(&self.settings.sync_id, req, buffer);
+        s.status = Status::Skipped;
+        s.started_at = window::format_millis(inv.started_at);
+        s.previous_cursor = fmt(req.state_override.or(state.cursor));
+        s.new_cursor = fmt(state.cursor);
+        s.state_version = state.version;
+        s.reason = Some(reason);
+        s.duration_ms = clock.elapsed().as_millis() as u64;
+        s
+    }
+
+    /// Fetches, writes and (unless a dry run) checkpoints the window of `plan`, starting
+    /// from `stored`, whose lease (unless a dry run) this run holds.
+    async fn execute(
+        &self,
+        req: &RunRequest,
+        inv: &Invocation,
+        stored: &SyncState,
+        plan: &Plan,
+        clock: Instant,
+    ) -> Result<RunSummary> {
+        let sync_id = &self.settings.sync_id;
         let previous = req.state_override.or(stored.cursor);
         let buffer = req.buffer.unwrap_or(self.settings.buffer);
-        let since = window::since(previous, buffer);
+        let (since, started_at) = (plan.since, plan.until);
         let run_id = format!(
             "{:012}-{}",
             stored.version,
@@ -300,10 +478,32 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let mut batcher = Batcher::new(limits);
         let mut rejected: Vec<Rejected> = Vec::new();
         let (mut fetched, mut pages, mut bytes) = (0u64, 0u64, 0u64);
+        // Whether every record so far came in ascending `updatedAt` order: only then does
+        // "everything up to the greatest `updatedAt` written" hold when stopping early.
+        let mut ascending = true;
+        let mut last_seen: Option<DateTime<Utc>> = None;
+        // The margin is at most a quarter of the time the run had, so a short timeout still
+        // leaves it time to fetch.
+        let stop_at = inv.deadline.map(|d| {
+            let left = d.saturating_duration_since(Deadline::now());
+            d - self.settings.deadline_margin.min(left / 4)
+        });
+        let mut stopped_early = false;
 
-        let mut reader = self.source.open(since, deadline);
+        let mut reader = self.source.open(since, inv.deadline);
         let mut page_records = 0u64;
-        while let Some(chunk) = reader.next_chunk().await? {
+        loop {
+            let next = match stop_at {
+                Some(at) => match tokio::time::timeout_at(at, reader.next_chunk()).await {
+                    Ok(next) => next?,
+                    Err(_) => {
+                        stopped_early = true;
+                        break;
+                    }
+                },
+                None => reader.next_chunk().await?,
+            };
+            let Some(chunk) = next else { break };
             fetched += chunk.entries.len() as u64;
             page_records += chunk.entries.len() as u64;
             if let Some(end) = chunk.page_end {
@@ -320,6 +520,10 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             for entry in chunk.entries {
                 match entry {
                     Entry::Valid(r) => {
+                        if last_seen.is_some_and(|l| r.updated_at < l) {
+                            ascending = false;
+                        }
+                        last_seen = last_seen.max(Some(r.updated_at));
                         if let Some(full) = batcher.push(r) {
                             written.data(full).await?;
                         }
@@ -332,7 +536,12 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     }
                 }
             }
+            if stop_at.is_some_and(|at| Deadline::now() >= at) {
+                stopped_early = true;
+                break;
+            }
         }
+        drop(reader);
         if let Some(last) = batcher.take() {
             written.data(last).await?;
         }
@@ -341,37 +550,44 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         }
         written.finish().await?;
 
-        let new_cursor = window::next_cursor(
-            stored.cursor,
-            written.max_updated_at,
-            started_at,
-            req.rewind,
-        );
-        let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
-        let mut summary = RunSummary {
-            sync_id: sync_id.clone(),
-            status: Status::Completed,
-            trigger: req.trigger,
-            run_id: run_id.clone(),
-            started_at: written.synced_at.clone(),
-            buffer_hours: buffer.num_milliseconds() as f64 / 3_600_000.0,
-            since: fmt(since),
-            previous_cursor: fmt(previous),
-            new_cursor: fmt(stored.cursor),
-            planned_cursor: None,
-            state_version: stored.version,
-            records_fetched: fetched,
-            records_written: written.records,
-            records_rejected: written.rejected_records,
-            records_deduplicated: batcher.deduplicated(),
-            objects: Vec::new(),
-            rejected_objects: Vec::new(),
-            manifest: None,
-            pages,
-            bytes_fetched: bytes,
-            checkpoints: 0,
-            duration_ms: 0,
+        let mut reason = None;
+        let durable_max = if stopped_early && !ascending {
+            reason = Some(
+                "stopped at the deadline; the records did not arrive in ascending updatedAt order, so the cursor stays (the next run re-reads the window)".to_string(),
+            );
+            None
+        } else {
+            written.max_updated_at
         };
+        if stopped_early {
+            warn!(
+                sync_id = %sync_id,
+                records_written = written.records,
+                ascending,
+                "stopping early: the invocation deadline is near; checkpointing what is durable"
+            );
+        }
+        let new_cursor = window::next_cursor(stored.cursor, durable_max, started_at, req.rewind);
+        let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
+        let mut summary = RunSummary::new(sync_id, req, buffer);
+        summary.status = if stopped_early {
+            Status::Partial
+        } else {
+            Status::Completed
+        };
+        summary.reason = reason;
+        summary.run_id = run_id.clone();
+        summary.started_at = written.synced_at.clone();
+        summary.since = fmt(since);
+        summary.previous_cursor = fmt(previous);
+        summary.new_cursor = fmt(stored.cursor);
+        summary.state_version = stored.version;
+        summary.records_fetched = fetched;
+        summary.records_written = written.records;
+        summary.records_rejected = written.rejected_records;
+        summary.records_deduplicated = batcher.deduplicated();
+        summary.pages = pages;
+        summary.bytes_fetched = bytes;
 
         if req.dry_run {
             summary.status = Status::DryRun;
@@ -396,20 +612,27 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             records_rejected: written.rejected_records,
             synced_at: written.synced_at.clone(),
         };
-        let manifest_key = self
-            .sink
-            .key(&format!("{sync_id}/_manifests/{run_id}.json"));
         let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        self.sink.put(&manifest_key, body, sink::JSON).await?;
+        let manifest_key = put_once(
+            self.sink,
+            &format!("{sync_id}/_manifests/{run_id}.json"),
+            body.into(),
+            sink::JSON,
+        )
+        .await?;
         summary.objects = written.objects.iter().map(|o| o.key.clone()).collect();
         summary.rejected_objects = written.rejected.iter().map(|o| o.key.clone()).collect();
         summary.manifest = Some(manifest_key);
 
-        match self
-            .state
-            .checkpoint(sync_id, stored.version, new_cursor, &run_id)
-            .await?
-        {
+        let invocation = req.event_id.as_deref().unwrap_or(&inv.request_id);
+        let commit = Commit {
+            expected: stored.version,
+            owner: &inv.request_id,
+            cursor: new_cursor,
+            run_id: &run_id,
+            invocation,
+        };
+        match self.state.checkpoint(sync_id, &commit).await? {
             Checkpoint::Committed { version } => {
                 summary.checkpoints = 1;
                 summary.state_version = version;
@@ -421,7 +644,8 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     sync_id = %sync_id,
                     expected_version = stored.version,
                     found_version = now.version,
-                    "checkpoint lost a race: another run advanced the state; cursor left untouched"
+                    lease_owner = now.lease.as_ref().map(|l| l.owner.as_str()).unwrap_or(""),
+                    "checkpoint fenced out: another run advanced the state or took the lease over; cursor left untouched"
                 );
                 summary.status = Status::Conflict;
                 summary.state_version = now.version;
@@ -430,5 +654,52 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         }
         summary.duration_ms = clock.elapsed().as_millis() as u64;
         Ok(summary)
+    }
+}
+
+impl RunSummary {
+    /// An empty summary of a run of `req` (every count zero).
+    fn new(sync_id: &str, req: &RunRequest, buffer: TimeDelta) -> Self {
+        RunSummary {
+            sync_id: sync_id.to_string(),
+            status: Status::Completed,
+            trigger: req.trigger,
+            run_id: String::new(),
+            started_at: String::new(),
+            buffer_hours: buffer.num_milliseconds() as f64 / 3_600_000.0,
+            since: None,
+            previous_cursor: None,
+            new_cursor: None,
+            planned_cursor: None,
+            state_version: 0,
+            records_fetched: 0,
+            records_written: 0,
+            records_rejected: 0,
+            records_deduplicated: 0,
+            reason: None,
+            objects: Vec::new(),
+            rejected_objects: Vec::new(),
+            manifest: None,
+            pages: 0,
+            bytes_fetched: 0,
+            checkpoints: 0,
+            duration_ms: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alternative;
+
+    #[test]
+    fn alternative_keys_keep_the_extension() {
+        assert_eq!(alternative("u/r-00001.jsonl", 0), "u/r-00001.jsonl");
+        assert_eq!(alternative("u/r-00001.jsonl", 2), "u/r-00001~2.jsonl");
+        assert_eq!(
+            alternative("u/_manifests/r.json", 1),
+            "u/_manifests/r~1.json"
+        );
+        assert_eq!(alternative("a.b/noext", 1), "a.b/noext~1");
     }
 }

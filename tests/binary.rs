@@ -100,11 +100,32 @@ fn scheduled_event_file_runs_a_normal_sync() {
     assert_eq!(first["since"], Value::Null);
     assert!(first["records_written"].as_u64().unwrap() > 0);
 
-    let second = summary(&run(
+    // The same event again is a duplicate delivery: recognised by its id, nothing done.
+    let duplicate = summary(&run(
         dir.path(),
         &playground_env(),
         &["invoke", "--event", &event("scheduled.json")],
     ));
+    assert_eq!(duplicate["status"], "skipped");
+    assert_eq!(duplicate["records_fetched"], 0);
+    assert_eq!(duplicate["new_cursor"], first["new_cursor"]);
+    assert!(
+        duplicate["reason"].as_str().unwrap().contains("53dc4d37"),
+        "{duplicate}"
+    );
+
+    // The next scheduled event (a new id) is a normal run.
+    let mut next: Value =
+        serde_json::from_str(&std::fs::read_to_string(event("scheduled.json")).unwrap()).unwrap();
+    next["id"] = "a-later-event".into();
+    let next_file = dir.path().join("next.json");
+    std::fs::write(&next_file, next.to_string()).unwrap();
+    let second = summary(&run(
+        dir.path(),
+        &playground_env(),
+        &["invoke", "--event", next_file.to_str().unwrap()],
+    ));
+    assert_eq!(second["status"], "completed");
     assert_eq!(second["previous_cursor"], first["new_cursor"]);
     assert!(
         second["since"].is_string(),
@@ -255,9 +276,16 @@ fn upstream_client_error_fails_the_run_with_status_and_excerpt() {
         "{err}"
     );
     assert_eq!(api.requests().len(), 1, "a 404 is not retried");
-    assert!(
-        !dir.path().join(".replay-sync/state.json").exists(),
-        "no checkpoint"
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(".replay-sync/state.json")).unwrap())
+            .unwrap();
+    let item = &state["user"];
+    assert_eq!(item["version"], 0, "no checkpoint: {state}");
+    assert_eq!(item["last_timestamp"], Value::Null, "{state}");
+    assert_eq!(
+        item["lease_owner"],
+        Value::Null,
+        "the failed run released its lease: {state}"
     );
 }
 

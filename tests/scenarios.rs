@@ -6,11 +6,12 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::SubsecRound;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::fixture::{self, FixtureApi, Paging, Response, user};
 use common::{Env, Kind, manual, peers, source, ts};
 use replay_sync::config::BatchLimits;
-use replay_sync::state::{Checkpoint, StateStore, SyncState};
+use replay_sync::state::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use replay_sync::{Error, RunRequest, Status};
 use serde_json::{Value, json};
 
@@ -40,7 +41,7 @@ on_both_backends!(
     second_run_sends_the_buffered_since,
     since_on_the_wire_is_the_seed_example,
     lost_checkpoint_race_is_a_conflict,
-    stale_version_checkpoint_is_refused,
+    checkpoint_is_fenced_on_version_and_lease,
     dry_run_writes_and_checkpoints_nothing,
     override_replays_without_moving_the_cursor_back,
     rewind_moves_the_cursor_back,
@@ -54,11 +55,7 @@ on_both_backends!(
 
 /// Stores a cursor as if an earlier run had checkpointed it (version 1).
 async fn seed(env: &Env, cursor: &str) {
-    let c = env
-        .state
-        .checkpoint(&env.sync_id, 0, Some(ts(cursor)), "seed")
-        .await
-        .unwrap();
+    let c = common::commit(&env.state, &env.sync_id, Some(ts(cursor)), "seed").await;
     assert_eq!(c, Checkpoint::Committed { version: 1 });
 }
 
@@ -209,13 +206,7 @@ async fn second_run_sends_the_buffered_since(kind: Kind) {
     assert_eq!(second.records_written, expected);
     assert!(second.records_fetched < first.records_fetched);
     // Nothing newer arrived: the cursor stays, the version moves on, the keys are new.
-    assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(cursor),
-            version: 2
-        }
-    );
+    assert_eq!(env.cursor_version().await, (Some(cursor), 2));
     assert!(second.objects.iter().all(|k| !first.objects.contains(k)));
 }
 
@@ -260,26 +251,53 @@ impl<S: StateStore> StateStore for Racing<'_, S> {
         self.inner.load(sync_id).await
     }
 
+    async fn try_lease(
+        &self,
+        sync_id: &str,
+        seen: &SyncState,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> replay_sync::Result<bool> {
+        self.inner.try_lease(sync_id, seen, lease, plan).await
+    }
+
     async fn checkpoint(
         &self,
         sync_id: &str,
-        expected: u64,
-        cursor: Option<DateTime<Utc>>,
-        run_id: &str,
+        commit: &Commit<'_>,
     ) -> replay_sync::Result<Checkpoint> {
+        // A competitor takes the lease over (as if ours had expired) and checkpoints first.
+        let seen = self.inner.load(sync_id).await?;
+        let lease = Lease {
+            owner: "competitor".into(),
+            expires_at: Utc::now() + chrono::TimeDelta::minutes(5),
+        };
+        let plan = seen.plan.clone().expect("the run stored its plan");
+        assert!(self.inner.try_lease(sync_id, &seen, &lease, &plan).await?);
         let won = self
             .inner
-            .checkpoint(sync_id, expected, Some(self.competitor), "competitor")
+            .checkpoint(
+                sync_id,
+                &Commit {
+                    expected: commit.expected,
+                    owner: "competitor",
+                    cursor: Some(self.competitor),
+                    run_id: "competitor",
+                    invocation: "competitor",
+                },
+            )
             .await?;
         assert_eq!(
             won,
             Checkpoint::Committed {
-                version: expected + 1
+                version: commit.expected + 1
             }
         );
-        self.inner
-            .checkpoint(sync_id, expected, cursor, run_id)
-            .await
+        self.inner.checkpoint(sync_id, commit).await
+    }
+
+    async fn release(&self, sync_id: &str, owner: &str) -> replay_sync::Result<()> {
+        self.inner.release(sync_id, owner).await
     }
 }
 
@@ -301,11 +319,8 @@ async fn lost_checkpoint_race_is_a_conflict(kind: Kind) {
     assert_eq!(s.checkpoints, 0);
     // The winner's state stands; the loser did not move the cursor.
     assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(ts("2024-01-01T00:00:00Z")),
-            version: 1
-        }
+        env.cursor_version().await,
+        (Some(ts("2024-01-01T00:00:00Z")), 1)
     );
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-01T00:00:00Z"));
     assert_eq!(
@@ -314,37 +329,133 @@ async fn lost_checkpoint_race_is_a_conflict(kind: Kind) {
     );
 }
 
-async fn stale_version_checkpoint_is_refused(kind: Kind) {
+async fn checkpoint_is_fenced_on_version_and_lease(kind: Kind) {
     let env = Env::new(kind).await;
     let id = &env.sync_id;
     let t1 = ts("2024-01-15T10:00:00Z");
+    let now = Utc::now();
+    let commit = |expected, owner, cursor| Commit {
+        expected,
+        owner,
+        cursor,
+        run_id: "r",
+        invocation: "inv-1",
+    };
     assert_eq!(
-        env.state.checkpoint(id, 3, Some(t1), "r").await.unwrap(),
-        Checkpoint::Conflict
+        env.state
+            .checkpoint(id, &commit(0, "a", Some(t1)))
+            .await
+            .unwrap(),
+        Checkpoint::Conflict,
+        "no lease, no checkpoint"
     );
     assert_eq!(
-        env.state().await,
-        SyncState::default(),
+        env.cursor_version().await,
+        (None, 0),
         "a refused checkpoint creates nothing"
     );
+
+    let plan = Plan {
+        version: 0,
+        since: None,
+        until: now.trunc_subsecs(3),
+    };
+    let lease = |owner: &str, minutes| Lease {
+        owner: owner.into(),
+        expires_at: (now + chrono::TimeDelta::minutes(minutes)).trunc_subsecs(3),
+    };
+    let empty = SyncState::default();
+    assert!(
+        env.state
+            .try_lease(id, &empty, &lease("a", 5), &plan)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !env.state
+            .try_lease(id, &empty, &lease("b", 5), &plan)
+            .await
+            .unwrap(),
+        "a lease is taken only from the state as read"
+    );
+    let leased = env.state().await;
+    assert_eq!(leased.lease, Some(lease("a", 5)));
+    assert_eq!(leased.plan, Some(plan.clone()));
+    // b takes a's lease over (as after its expiry), conditioned on what it read.
+    assert!(
+        env.state
+            .try_lease(id, &leased, &lease("b", 5), &plan)
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        env.state.checkpoint(id, 0, Some(t1), "r").await.unwrap(),
+        env.state
+            .checkpoint(id, &commit(0, "a", Some(t1)))
+            .await
+            .unwrap(),
+        Checkpoint::Conflict,
+        "a holder whose lease was taken over is fenced out"
+    );
+    assert_eq!(
+        env.state
+            .checkpoint(id, &commit(3, "b", Some(t1)))
+            .await
+            .unwrap(),
+        Checkpoint::Conflict,
+        "a stale version is refused"
+    );
+    env.state.release(id, "a").await.unwrap(); // not a's: no effect
+    assert_eq!(
+        env.state
+            .checkpoint(id, &commit(0, "b", Some(t1)))
+            .await
+            .unwrap(),
         Checkpoint::Committed { version: 1 }
     );
+    let done = env.state().await;
+    assert_eq!((done.cursor, done.version), (Some(t1), 1));
+    assert_eq!(done.lease, None, "the checkpoint releases the lease");
+    assert_eq!(done.last_invocation.as_deref(), Some("inv-1"));
+    assert_eq!(done.plan, Some(plan), "the plan outlives the lease");
     assert_eq!(
-        env.state.checkpoint(id, 0, Some(t1), "r").await.unwrap(),
-        Checkpoint::Conflict
+        env.state
+            .checkpoint(id, &commit(1, "b", None))
+            .await
+            .unwrap(),
+        Checkpoint::Conflict,
+        "one lease, one checkpoint"
+    );
+
+    // None leaves the cursor; release frees the lease for the next run.
+    let plan2 = Plan {
+        version: 1,
+        ..done.plan.clone().unwrap()
+    };
+    assert!(
+        env.state
+            .try_lease(id, &done, &lease("c", 5), &plan2)
+            .await
+            .unwrap()
+    );
+    env.state.release(id, "c").await.unwrap();
+    let released = env.state().await;
+    assert_eq!(released.lease, None);
+    assert!(
+        env.state
+            .try_lease(id, &released, &lease("d", 5), &plan2)
+            .await
+            .unwrap()
     );
     assert_eq!(
-        env.state.checkpoint(id, 1, None, "r").await.unwrap(),
+        env.state
+            .checkpoint(id, &commit(1, "d", None))
+            .await
+            .unwrap(),
         Checkpoint::Committed { version: 2 }
     );
     assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(t1),
-            version: 2
-        },
+        env.cursor_version().await,
+        (Some(t1), 2),
         "None leaves the cursor"
     );
 }
@@ -371,8 +482,8 @@ async fn dry_run_writes_and_checkpoints_nothing(kind: Kind) {
     assert_eq!(s.new_cursor, None);
     assert!(env.keys().await.is_empty(), "nothing written");
     assert_eq!(
-        env.state().await,
-        SyncState::default(),
+        env.cursor_version().await,
+        (None, 0),
         "nothing checkpointed"
     );
 }
@@ -403,11 +514,8 @@ async fn override_replays_without_moving_the_cursor_back(kind: Kind) {
     assert_eq!(s.records_written, 2, "the replay re-reads the old row too");
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-20T00:00:00Z"));
     assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(ts("2024-01-20T00:00:00Z")),
-            version: 2
-        }
+        env.cursor_version().await,
+        (Some(ts("2024-01-20T00:00:00Z")), 2)
     );
 }
 
@@ -427,11 +535,8 @@ async fn rewind_moves_the_cursor_back(kind: Kind) {
     assert_eq!(s.records_written, 1);
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-10T00:00:00Z"));
     assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(ts("2024-01-10T00:00:00Z")),
-            version: 2
-        }
+        env.cursor_version().await,
+        (Some(ts("2024-01-10T00:00:00Z")), 2)
     );
 }
 
@@ -586,12 +691,20 @@ impl<S: StateStore> StateStore for FailOnce<'_, S> {
         self.inner.load(sync_id).await
     }
 
+    async fn try_lease(
+        &self,
+        sync_id: &str,
+        seen: &SyncState,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> replay_sync::Result<bool> {
+        self.inner.try_lease(sync_id, seen, lease, plan).await
+    }
+
     async fn checkpoint(
         &self,
         sync_id: &str,
-        expected: u64,
-        cursor: Option<DateTime<Utc>>,
-        run_id: &str,
+        commit: &Commit<'_>,
     ) -> replay_sync::Result<Checkpoint> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             // What an adapter returns when the table is unavailable.
@@ -599,9 +712,11 @@ impl<S: StateStore> StateStore for FailOnce<'_, S> {
                 message: "injected: table unavailable".into(),
             });
         }
-        self.inner
-            .checkpoint(sync_id, expected, cursor, run_id)
-            .await
+        self.inner.checkpoint(sync_id, commit).await
+    }
+
+    async fn release(&self, sync_id: &str, owner: &str) -> replay_sync::Result<()> {
+        self.inner.release(sync_id, owner).await
     }
 }
 
@@ -628,8 +743,8 @@ async fn failed_checkpoint_then_retry_rewrites_the_same_keys(kind: Kind) {
         .unwrap_err();
     assert_eq!(err.kind(), "StateStoreError");
     assert_eq!(
-        env.state().await,
-        SyncState::default(),
+        env.cursor_version().await,
+        (None, 0),
         "a failed run does not move the cursor"
     );
     let after_failure = env.keys().await;
@@ -651,11 +766,8 @@ async fn failed_checkpoint_then_retry_rewrites_the_same_keys(kind: Kind) {
     );
     assert_eq!(env.lines(&s.objects).await.len(), 12);
     assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(ts("2024-01-15T10:11:00Z")),
-            version: 1
-        }
+        env.cursor_version().await,
+        (Some(ts("2024-01-15T10:11:00Z")), 1)
     );
 }
 
@@ -690,11 +802,8 @@ async fn failure_mid_run_keeps_the_cursor(kind: Kind) {
     assert_eq!(err.kind(), "MalformedResponse");
     assert!(err.to_string().contains("truncated"), "{err}");
     assert_eq!(
-        env.state().await,
-        SyncState {
-            cursor: Some(ts("2024-01-15T00:00:00Z")),
-            version: 1
-        },
+        env.cursor_version().await,
+        (Some(ts("2024-01-15T00:00:00Z")), 1),
         "the cursor stays at the last durable checkpoint"
     );
     assert_eq!(api.requests().len(), 2);

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::fixture::{self, FixtureApi, Paging, Response, user};
 use common::{Env, Kind, peers, source_with};
-use replay_sync::state::SyncState;
 use replay_sync::{RunRequest, RunSummary, Status};
 use serde_json::{Value, json};
 
@@ -98,7 +97,7 @@ async fn paging_loops_and_foreign_origins_are_refused() {
         assert_eq!(err.kind(), "PagingError");
         assert!(err.to_string().contains(fragment), "{err}");
         assert_eq!(api.requests().len(), 1);
-        assert_eq!(env.state().await, SyncState::default());
+        assert_eq!(env.cursor_version().await, (None, 0));
     }
 }
 
@@ -223,7 +222,7 @@ async fn retries_are_bounded_and_report_the_last_failure() {
         "{msg}"
     );
     assert_eq!(api.requests().len(), 3);
-    assert_eq!(env.state().await, SyncState::default());
+    assert_eq!(env.cursor_version().await, (None, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,8 +515,8 @@ async fn bad_inputs_get_a_clear_error_or_a_rejection_and_lose_nothing() {
                 assert!(msg.contains(fragment), "{name}: {msg}");
                 assert!(!msg.contains('\n'), "{name}: one line: {msg}");
                 assert_eq!(
-                    env.state().await,
-                    SyncState::default(),
+                    env.cursor_version().await,
+                    (None, 0),
                     "{name}: the cursor did not move"
                 );
             }

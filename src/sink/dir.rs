@@ -1,11 +1,14 @@
 //! The directory sink: keys are paths below a root directory. Each object is written to a
-//! temporary file, fsynced and renamed into place, so a reader never sees half an object.
+//! temporary file, fsynced and hard-linked into place, so a reader never sees half an object
+//! and an existing object is never replaced.
 
 use std::path::{Component, Path, PathBuf};
 
-use super::Sink;
+use std::fs::File;
+use std::io::Write;
+
+use super::{Put, Sink};
 use crate::error::{Error, Result};
-use crate::state::file::write_atomically;
 
 #[derive(Debug, Clone)]
 pub struct DirSink {
@@ -27,7 +30,37 @@ impl Sink for DirSink {
         rel.to_string()
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, _content_type: &'static str) -> Result<()> {
+    async fn put_new(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        _content_type: &'static str,
+    ) -> Result<Put> {
+        let path = self.path(key)?;
+        let key_owned = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            create_new(&path, &body)
+        })
+        .await
+        .map_err(|e| Error::sink(&key_owned, format!("write task failed: {e}")))?
+        .map_err(|e| Error::sink(&key_owned, format!("{} ({})", e, self.root.display())))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::sink(key, format!("reading: {e}"))),
+        }
+    }
+}
+
+impl DirSink {
+    fn path(&self, key: &str) -> Result<PathBuf> {
         let rel = Path::new(key);
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(Error::sink(
@@ -35,16 +68,35 @@ impl Sink for DirSink {
                 "refusing a key that leaves the output directory",
             ));
         }
-        let path = self.root.join(rel);
-        let key_owned = key.to_string();
-        tokio::task::spawn_blocking(move || {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            write_atomically(&path, &body)
-        })
-        .await
-        .map_err(|e| Error::sink(&key_owned, format!("write task failed: {e}")))?
-        .map_err(|e| Error::sink(&key_owned, format!("{} ({})", e, self.root.display())))
+        Ok(self.root.join(rel))
     }
+}
+
+/// Writes `body` to a temporary file beside `path`, fsyncs it and hard-links it to `path`,
+/// which fails if `path` exists (so an object is never replaced), then fsyncs the directory.
+fn create_new(path: &Path, body: &[u8]) -> std::io::Result<Put> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Put::Exists),
+            Err(e) => return Err(e),
+        }
+        File::open(dir)?.sync_all()?;
+        Ok(Put::Created)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }

@@ -17,13 +17,26 @@ pub trait Sink: Send + Sync {
     /// relative to the output directory.
     fn key(&self, rel: &str) -> String;
 
-    /// Writes `body` under `key` (from [`Sink::key`]). When this returns `Ok` the object is
-    /// durable and complete: readers never see a partial object. Writing the same key again
-    /// replaces it.
-    fn put(
+    /// Writes `body` under `key` (from [`Sink::key`]) if, and only if, no object exists
+    /// there (S3 `If-None-Match: *`; a hard link on a file system). When this returns
+    /// [`Put::Created`] the object is durable and complete: readers never see a partial
+    /// object. [`Put::Exists`] means nothing was written: an object was already there.
+    /// An object, once written, is never replaced.
+    fn put_new(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: bytes::Bytes,
         content_type: &'static str,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<Put>> + Send;
+
+    /// Reads the object at `key` (`None` if there is none).
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+}
+
+/// The outcome of [`Sink::put_new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Put {
+    Created,
+    Exists,
 }

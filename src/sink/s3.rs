@@ -1,11 +1,12 @@
 //! The S3 sink: keys are `PREFIX/rel`. `PutObject` is atomic per object and durable when it
-//! returns; writing the same key again replaces the object.
+//! returns; it is sent with `If-None-Match: *`, so an existing object is never replaced
+//! (HTTP 412 `PreconditionFailed` reads as [`Put::Exists`]).
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use super::Sink;
+use super::{Put, Sink};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -35,21 +36,76 @@ impl Sink for S3Sink {
         }
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &'static str) -> Result<()> {
-        self.client
-            .put_object()
+    async fn put_new(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &'static str,
+    ) -> Result<Put> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .if_none_match("*")
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(Put::Created),
+                Err(e) => e,
+            };
+            // The SDK has no typed variant for these: match the HTTP status.
+            match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(412) => return Ok(Put::Exists),
+                // A conditional write to the same key is in progress: try again shortly.
+                Some(409) if attempt < CONFLICT_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                _ => return Err(self.failed(key, &e)),
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let out = match self
+            .client
+            .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| {
-                Error::sink(
-                    format!("s3://{}/{key}", self.bucket),
-                    DisplayErrorContext(&e).to_string(),
-                )
-            })?;
-        Ok(())
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.failed(key, &e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::sink(format!("s3://{}/{key}", self.bucket), e.to_string()))?;
+        Ok(Some(body.into_bytes().to_vec()))
+    }
+}
+
+/// Attempts of a conditional write that S3 answers with 409 (a concurrent conditional write
+/// to the same key).
+const CONFLICT_ATTEMPTS: u64 = 5;
+
+impl S3Sink {
+    fn failed<E, R>(&self, key: &str, e: &aws_sdk_s3::error::SdkError<E, R>) -> Error
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        Error::sink(
+            format!("s3://{}/{key}", self.bucket),
+            DisplayErrorContext(e).to_string(),
+        )
     }
 }

@@ -1,8 +1,9 @@
 //! The file state store: one JSON document mapping each sync id to its state,
 //! `{"user": {"last_timestamp": "2024-01-15T10:30:00Z", "version": 3, ...}}`.
 //!
-//! A checkpoint takes an exclusive lock on `PATH.lock` (so two processes on one machine
-//! cannot interleave), re-reads the document, checks the version, writes a temporary file
+//! Every change (lease, checkpoint, release) takes an exclusive lock on `PATH.lock` (so two
+//! processes on one machine cannot interleave), re-reads the document, checks the
+//! condition (version, lease), writes a temporary file
 //! beside it, fsyncs it and renames it over the document: readers see the old or the new
 //! document, never half of one.
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Checkpoint, StateStore, SyncState};
+use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use crate::error::{Error, Result};
 use crate::window;
 
@@ -23,7 +24,7 @@ pub struct FileStateStore {
     path: PathBuf,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Item {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_timestamp: Option<String>,
@@ -33,6 +34,18 @@ struct Item {
     updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_invocation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan_until: Option<String>,
 }
 
 type Document = BTreeMap<String, Item>;
@@ -56,28 +69,48 @@ impl FileStateStore {
     }
 
     fn to_state(item: &Item, path: &Path) -> Result<SyncState> {
-        let cursor = match &item.last_timestamp {
-            None => None,
-            Some(s) => Some(window::parse_ts(s).ok_or_else(|| {
-                Error::state(format!(
-                    "{}: last_timestamp {s:?} is not an RFC 3339 timestamp",
-                    path.display()
-                ))
-            })?),
+        let ts = |field: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>> {
+            v.as_deref()
+                .map(|s| {
+                    window::parse_ts(s).ok_or_else(|| {
+                        Error::state(format!(
+                            "{}: {field} {s:?} is not an RFC 3339 timestamp",
+                            path.display()
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let lease = match (
+            &item.lease_owner,
+            ts("lease_expires_at", &item.lease_expires_at)?,
+        ) {
+            (Some(owner), Some(expires_at)) => Some(Lease {
+                owner: owner.clone(),
+                expires_at,
+            }),
+            _ => None,
+        };
+        let plan = match (item.plan_version, ts("plan_until", &item.plan_until)?) {
+            (Some(version), Some(until)) => Some(Plan {
+                version,
+                since: ts("plan_since", &item.plan_since)?,
+                until,
+            }),
+            _ => None,
         };
         Ok(SyncState {
-            cursor,
+            cursor: ts("last_timestamp", &item.last_timestamp)?,
             version: item.version,
+            lease,
+            plan,
+            last_invocation: item.last_invocation.clone(),
         })
     }
 
-    fn checkpoint_blocking(
-        path: &Path,
-        sync_id: &str,
-        expected: u64,
-        cursor: Option<DateTime<Utc>>,
-        run_id: &str,
-    ) -> Result<Checkpoint> {
+    /// Runs `change` on the sync id's item under the document's lock and writes the
+    /// document back atomically if `change` returned `true`.
+    fn update(path: &Path, sync_id: &str, change: impl FnOnce(&mut Item) -> bool) -> Result<bool> {
         let io =
             |what: &str, e: std::io::Error| Error::state(format!("{what} {}: {e}", path.display()));
         let dir = match path.parent() {
@@ -96,21 +129,23 @@ impl FileStateStore {
 
         let mut doc = Self::read(path)?;
         let item = doc.entry(sync_id.to_string()).or_default();
-        if item.version != expected {
-            return Ok(Checkpoint::Conflict);
+        if !change(item) {
+            return Ok(false);
         }
-        item.version = expected + 1;
-        if let Some(c) = cursor {
-            item.last_timestamp = Some(window::format_ts(c));
-        }
-        item.updated_at = Some(window::format_ts(Utc::now()));
-        item.last_run_id = Some(run_id.to_string());
-        let version = item.version;
-
         let body = serde_json::to_vec_pretty(&doc).map_err(|e| Error::state(e.to_string()))?;
         write_atomically(path, &body).map_err(|e| io("writing", e))?;
         drop(lock); // releases the lock
-        Ok(Checkpoint::Committed { version })
+        Ok(true)
+    }
+}
+
+fn lease_fields(lease: Option<&Lease>) -> (Option<String>, Option<String>) {
+    match lease {
+        Some(l) => (
+            Some(l.owner.clone()),
+            Some(window::format_millis(l.expires_at)),
+        ),
+        None => (None, None),
     }
 }
 
@@ -156,16 +191,85 @@ impl StateStore for FileStateStore {
         .await
     }
 
-    async fn checkpoint(
+    async fn try_lease(
         &self,
         sync_id: &str,
-        expected: u64,
-        cursor: Option<DateTime<Utc>>,
-        run_id: &str,
-    ) -> Result<Checkpoint> {
+        seen: &SyncState,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> Result<bool> {
         let path = self.path.clone();
-        let (id, run) = (sync_id.to_string(), run_id.to_string());
-        blocking(move || Self::checkpoint_blocking(&path, &id, expected, cursor, &run)).await
+        let id = sync_id.to_string();
+        let (version, seen_lease) = (seen.version, lease_fields(seen.lease.as_ref()));
+        let (owner, expires) = lease_fields(Some(lease));
+        let plan = plan.clone();
+        blocking(move || {
+            Self::update(&path, &id, |item| {
+                if item.version != version
+                    || (item.lease_owner.clone(), item.lease_expires_at.clone()) != seen_lease
+                {
+                    return false;
+                }
+                item.lease_owner = owner;
+                item.lease_expires_at = expires;
+                item.plan_version = Some(plan.version);
+                item.plan_since = plan.since.map(window::format_ts);
+                item.plan_until = Some(window::format_millis(plan.until));
+                true
+            })
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, sync_id: &str, commit: &Commit<'_>) -> Result<Checkpoint> {
+        let path = self.path.clone();
+        let id = sync_id.to_string();
+        let expected = commit.expected;
+        let owner = commit.owner.to_string();
+        let cursor = commit.cursor;
+        let (run, invocation) = (commit.run_id.to_string(), commit.invocation.to_string());
+        let committed = blocking(move || {
+            Self::update(&path, &id, |item| {
+                if item.version != expected || item.lease_owner.as_deref() != Some(owner.as_str()) {
+                    return false;
+                }
+                item.version = expected + 1;
+                if let Some(c) = cursor {
+                    item.last_timestamp = Some(window::format_ts(c));
+                }
+                item.updated_at = Some(window::format_ts(Utc::now()));
+                item.last_run_id = Some(run);
+                item.last_invocation = Some(invocation);
+                item.lease_owner = None;
+                item.lease_expires_at = None;
+                true
+            })
+        })
+        .await?;
+        Ok(if committed {
+            Checkpoint::Committed {
+                version: expected + 1,
+            }
+        } else {
+            Checkpoint::Conflict
+        })
+    }
+
+    async fn release(&self, sync_id: &str, owner: &str) -> Result<()> {
+        let path = self.path.clone();
+        let (id, owner) = (sync_id.to_string(), owner.to_string());
+        blocking(move || {
+            Self::update(&path, &id, |item| {
+                if item.lease_owner.as_deref() != Some(owner.as_str()) {
+                    return false;
+                }
+                item.lease_owner = None;
+                item.lease_expires_at = None;
+                true
+            })
+        })
+        .await
+        .map(drop)
     }
 }
 

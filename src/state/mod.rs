@@ -1,10 +1,29 @@
-//! Where the sync state (the cursor and its version) lives.
+//! Where the sync state (the cursor, its version, the lease and the current plan) lives.
+//!
+//! # The protocol
+//!
+//! A run that writes takes a **lease** on the state item first ([`acquire`]): a conditional
+//! write that succeeds only if the item is exactly as the run read it (same version, same
+//! lease). The lease names its owner (the invocation's request id) and expires with the
+//! invocation's deadline. A run that finds a live lease of another owner does nothing
+//! (`skipped`); an expired lease may be taken over; the owner itself (a retry of the same
+//! invocation) may take its own lease back.
+//!
+//! The **checkpoint** is fenced on both the version the run read and its lease: a holder
+//! whose lease was taken over after it expired cannot move the cursor. It stores the cursor,
+//! increments the version, records the invocation (so a duplicate delivery of the same event
+//! is recognised) and releases the lease, all in one conditional write.
+//!
+//! The **plan** (`plan_version`, `plan_since`, `plan_until`) is stored with the lease and
+//! outlives it: a run that plans the same window from the same version — a retry after a
+//! crash or a failure — reuses `plan_until`, so it produces the same keys and the same bytes.
 
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 use crate::error::Result;
+use crate::window;
 
 pub mod dynamodb;
 pub mod file;
@@ -14,19 +33,59 @@ pub mod file;
 pub struct SyncState {
     /// `last_timestamp`: everything updated before it has been synced (minus replica lag).
     pub cursor: Option<DateTime<Utc>>,
-    /// Incremented by every checkpoint; the checkpoint is conditioned on it.
+    /// Incremented by every checkpoint; checkpoints and leases are conditioned on it.
     pub version: u64,
+    /// The run currently holding the state, if any (it may have expired).
+    pub lease: Option<Lease>,
+    /// The window last planned (kept after the lease is released).
+    pub plan: Option<Plan>,
+    /// The invocation that took the last checkpoint (event id or request id).
+    pub last_invocation: Option<String>,
+}
+
+/// A claim on the state item by one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The request id of the invocation holding it.
+    pub owner: String,
+    /// After this instant another run may take the lease over (stored in milliseconds).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The window a run planned from a given version: `[since, until]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub version: u64,
+    /// `None`: a full sync.
+    pub since: Option<DateTime<Utc>>,
+    /// The planning run's start: bounds the cursor and stamps `_synced_at`.
+    pub until: DateTime<Utc>,
 }
 
 /// The outcome of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Checkpoint {
-    /// The state now holds the new cursor at this version.
+    /// The state now holds the new cursor at this version, and the lease is released.
     Committed { version: u64 },
-    /// The stored version was not the expected one: another run checkpointed first. Nothing
-    /// was changed.
+    /// The stored version was not the expected one, or the lease is no longer ours:
+    /// another run checkpointed or took over. Nothing was changed.
     Conflict,
+}
+
+/// What a checkpoint stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit<'a> {
+    /// The version the run read; the item must still have it.
+    pub expected: u64,
+    /// The lease owner; the item must still be leased to it.
+    pub owner: &'a str,
+    /// The new cursor (left unchanged when `None`).
+    pub cursor: Option<DateTime<Utc>>,
+    /// Recorded for operators.
+    pub run_id: &'a str,
+    /// Recorded so that a duplicate of this invocation is recognised.
+    pub invocation: &'a str,
 }
 
 /// A store of [`SyncState`]s keyed by sync id.
@@ -34,15 +93,107 @@ pub trait StateStore: Send + Sync {
     /// Reads the state with a strongly consistent read. An absent item is not an error.
     fn load(&self, sync_id: &str) -> impl Future<Output = Result<SyncState>> + Send;
 
-    /// Atomically replaces the state if, and only if, its version is still `expected`
-    /// (an absent item has version 0): stores `cursor` (left unset when `None`) and
-    /// `expected + 1`, and returns [`Checkpoint::Committed`]. Otherwise changes nothing and
-    /// returns [`Checkpoint::Conflict`]. `run_id` is recorded for operators.
+    /// Atomically sets `lease` and `plan` if, and only if, the item still has `seen`'s
+    /// version and `seen`'s lease (owner and expiry; or none). Returns whether it did.
+    fn try_lease(
+        &self,
+        sync_id: &str,
+        seen: &SyncState,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Atomically, if and only if the item has version `commit.expected` and is leased to
+    /// `commit.owner`: stores the cursor (left unset when `None`), version `expected + 1`,
+    /// the run and invocation ids, removes the lease, and returns [`Checkpoint::Committed`].
+    /// Otherwise changes nothing and returns [`Checkpoint::Conflict`].
     fn checkpoint(
         &self,
         sync_id: &str,
-        expected: u64,
-        cursor: Option<DateTime<Utc>>,
-        run_id: &str,
+        commit: &Commit<'_>,
     ) -> impl Future<Output = Result<Checkpoint>> + Send;
+
+    /// Removes the lease if `owner` still holds it (a failed run lets the next one start at
+    /// once). Leaves the plan, so a retry reuses it.
+    fn release(&self, sync_id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Who asks for the lease.
+#[derive(Debug, Clone)]
+pub struct Claimant<'a> {
+    /// The request id: the lease owner.
+    pub owner: &'a str,
+    /// The event id (scheduled events) or the request id: a duplicate has the same one.
+    pub invocation: &'a str,
+    /// The clock reading at the start of the run.
+    pub now: DateTime<Utc>,
+    /// When the lease expires (the invocation's deadline).
+    pub expires_at: DateTime<Utc>,
+    /// Replaces the stored cursor as the start of the window (manual replay).
+    pub state_override: Option<DateTime<Utc>>,
+    /// The window is `[cursor − buffer, now]`.
+    pub buffer: TimeDelta,
+}
+
+/// The result of [`acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// The run holds the lease on `state` and must work on `plan`.
+    Leased { state: SyncState, plan: Plan },
+    /// Another run holds a live lease.
+    Held { state: SyncState, lease: Lease },
+    /// This invocation already took the last checkpoint: a duplicate delivery or a retry
+    /// after a crash that followed the checkpoint.
+    Done { state: SyncState },
+}
+
+/// Attempts at the optimistic lease loop before reporting contention as a held lease.
+const LEASE_ATTEMPTS: usize = 5;
+
+/// Takes the lease on `sync_id` for `who`: read the item, decide, write conditioned on what
+/// was read, and on a lost race read again.
+pub async fn acquire<S: StateStore + ?Sized>(
+    store: &S,
+    sync_id: &str,
+    who: &Claimant<'_>,
+) -> Result<Acquired> {
+    let mut state = store.load(sync_id).await?;
+    for _ in 0..LEASE_ATTEMPTS {
+        if state.last_invocation.as_deref() == Some(who.invocation) {
+            return Ok(Acquired::Done { state });
+        }
+        if let Some(lease) = &state.lease
+            && lease.owner != who.owner
+            && lease.expires_at > who.now
+        {
+            let lease = lease.clone();
+            return Ok(Acquired::Held { state, lease });
+        }
+        let since = window::since(who.state_override.or(state.cursor), who.buffer);
+        let plan = match &state.plan {
+            Some(p) if p.version == state.version && p.since == since => p.clone(),
+            _ => Plan {
+                version: state.version,
+                since,
+                // Stored with millisecond precision: a reused plan must be identical.
+                until: who.now.trunc_subsecs(3),
+            },
+        };
+        let lease = Lease {
+            owner: who.owner.to_string(),
+            expires_at: who.expires_at,
+        };
+        if store.try_lease(sync_id, &state, &lease, &plan).await? {
+            state.lease = Some(lease);
+            state.plan = Some(plan.clone());
+            return Ok(Acquired::Leased { state, plan });
+        }
+        state = store.load(sync_id).await?;
+    }
+    match state.lease.clone() {
+        Some(lease) => Ok(Acquired::Held { state, lease }),
+        None => Err(crate::error::Error::state(format!(
+            "could not take the lease on {sync_id} after {LEASE_ATTEMPTS} attempts (the item keeps changing)"
+        ))),
+    }
 }

@@ -15,7 +15,11 @@ use replay_sync::config::{ApiConfig, BatchLimits, Config};
 use replay_sync::event::RunRequest;
 use replay_sync::sink::{dir::DirSink, s3::S3Sink};
 use replay_sync::source::http::HttpSource;
-use replay_sync::state::{StateStore, SyncState, dynamodb::DynamoStateStore, file::FileStateStore};
+use replay_sync::state::{
+    Checkpoint, Commit, Lease, Plan, StateStore, SyncState, dynamodb::DynamoStateStore,
+    file::FileStateStore,
+};
+use replay_sync::sync::Invocation;
 use replay_sync::{Engine, RunSummary, Settings};
 use serde_json::Value;
 
@@ -155,6 +159,7 @@ impl Env {
             sync_id: self.sync_id.clone(),
             buffer: chrono::TimeDelta::hours(2),
             batch: BatchLimits::default(),
+            deadline_margin: std::time::Duration::from_secs(30),
         }
     }
 
@@ -182,12 +187,19 @@ impl Env {
             sink: &self.sink,
             settings,
         }
-        .run(req, chrono::Utc::now(), None)
+        .run(req, &Invocation::new(Invocation::random_id(), None))
         .await
     }
 
     pub async fn state(&self) -> SyncState {
         self.state.load(&self.sync_id).await.expect("load state")
+    }
+
+    /// The stored cursor and version.
+    pub async fn cursor_version(&self) -> (Option<chrono::DateTime<chrono::Utc>>, u64) {
+        let s = self.state().await;
+        assert_eq!(s.lease, None, "no run holds the state between runs");
+        (s.cursor, s.version)
     }
 
     /// Keys below the sync id's folder, relative to the output root, sorted.
@@ -308,4 +320,43 @@ pub fn manual() -> RunRequest {
 
 pub fn ts(s: &str) -> chrono::DateTime<chrono::Utc> {
     replay_sync::window::parse_ts(s).expect("timestamp")
+}
+
+/// Checkpoints `cursor` the way a run does (lease, then fenced checkpoint), as `owner`.
+pub async fn commit<S: StateStore>(
+    store: &S,
+    sync_id: &str,
+    cursor: Option<chrono::DateTime<chrono::Utc>>,
+    owner: &str,
+) -> Checkpoint {
+    let seen = store.load(sync_id).await.expect("load");
+    let now = chrono::Utc::now();
+    let lease = Lease {
+        owner: owner.into(),
+        expires_at: now + chrono::TimeDelta::minutes(5),
+    };
+    let plan = Plan {
+        version: seen.version,
+        since: None,
+        until: now,
+    };
+    assert!(
+        store
+            .try_lease(sync_id, &seen, &lease, &plan)
+            .await
+            .expect("lease")
+    );
+    store
+        .checkpoint(
+            sync_id,
+            &Commit {
+                expected: seen.version,
+                owner,
+                cursor,
+                run_id: owner,
+                invocation: owner,
+            },
+        )
+        .await
+        .expect("checkpoint")
 }
