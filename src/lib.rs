@@ -4,7 +4,8 @@
 //! served from a lagging read replica. Each run loads the cursor, re-reads everything updated
 //! since `cursor − buffer` (the buffer catches rows that reached the replica late), writes
 //! the records as JSON Lines objects (upserts keyed by `id`), writes a manifest, and moves
-//! the cursor with a conditional write.
+//! the cursor with a conditional write fenced by a lease, so duplicate, concurrent and
+//! retried invocations have one effect.
 //!
 //! # Layout
 //!
@@ -16,7 +17,8 @@
 //! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;
 //! * [`sink`]: [`sink::Sink`], with S3 and directory adapters;
 //! * [`app`]: wiring from [`config::Config`] to adapters, the Lambda edge, logging;
-//! * [`cli`]: the local `replay-sync invoke` mode.
+//! * [`cli`]: the local `replay-sync invoke` mode;
+//! * `failpoint`: fault injection for the crash tests (`REPLAY_SYNC_FAILPOINT`).
 //!
 //! `src/main.rs` only chooses between the Lambda runtime and the local mode.
 
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
+mod failpoint;
 pub mod page;
 pub mod record;
 pub mod sink;

@@ -27,6 +27,7 @@ use crate::batch::{self, Batcher};
 use crate::config::BatchLimits;
 use crate::error::{Error, Result};
 use crate::event::{RunRequest, Trigger};
+use crate::failpoint;
 use crate::record::{Entry, Record, Rejected};
 use crate::sink::{self, Put, Sink};
 use crate::source::{Pages, Source};
@@ -322,6 +323,9 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
                 self.max_updated_at = self.max_updated_at.max(max);
                 self.records += p.entry.records;
                 self.objects.push(p.entry);
+                if !self.dry_run {
+                    failpoint::reached("object").await;
+                }
             }
             None => {
                 if !self.dry_run {
@@ -620,6 +624,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             sink::JSON,
         )
         .await?;
+        failpoint::reached("manifest").await;
         summary.objects = written.objects.iter().map(|o| o.key.clone()).collect();
         summary.rejected_objects = written.rejected.iter().map(|o| o.key.clone()).collect();
         summary.manifest = Some(manifest_key);
@@ -634,6 +639,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         };
         match self.state.checkpoint(sync_id, &commit).await? {
             Checkpoint::Committed { version } => {
+                failpoint::reached("checkpoint").await;
                 summary.checkpoints = 1;
                 summary.state_version = version;
                 summary.new_cursor = fmt(new_cursor);

@@ -51,6 +51,7 @@ on_both_backends!(
     failed_checkpoint_then_retry_rewrites_the_same_keys,
     failure_mid_run_keeps_the_cursor,
     nothing_fetched_leaves_the_cursor,
+    out_of_order_records_hold_the_cursor_when_stopping_early,
 );
 
 /// Stores a cursor as if an earlier run had checkpointed it (version 1).
@@ -827,5 +828,58 @@ async fn nothing_fetched_leaves_the_cursor(kind: Kind) {
     assert_eq!(
         api.requests()[0].param("since"),
         Some("2024-01-15T08:00:00Z")
+    );
+}
+
+async fn out_of_order_records_hold_the_cursor_when_stopping_early(kind: Kind) {
+    let env = Env::new(kind).await;
+    let records: Vec<Value> = (0..300)
+        .map(|i| {
+            let t = ts("2024-01-15T00:00:00Z") + TimeDelta::minutes(i);
+            user(&format!("u{i:03}"), &replay_sync::window::format_ts(t))
+        })
+        .collect();
+    // Newest first, 30 pages of 10, each taking 100 ms: about 3 s to read.
+    let recs = records.clone();
+    let api = FixtureApi::start(move |req, _| {
+        fixture::records_page(&recs, Paging::LinkHeader(10), req)
+            .delayed(std::time::Duration::from_millis(100))
+    });
+    let src = source(&api.url("/x?order=desc"));
+    let mut settings = env.settings();
+    settings.batch.max_records = 20;
+
+    // The invocation has 1.5 s: it stops early with some records written.
+    let short =
+        replay_sync::sync::Invocation::new("short", Some(std::time::Duration::from_millis(1500)));
+    let s = env
+        .run_as(
+            &env.state,
+            &src,
+            &settings,
+            &RunRequest::scheduled(),
+            &short,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Partial, "{s:?}");
+    assert!(s.records_written > 0 && s.records_written < 300, "{s:?}");
+    assert!(
+        s.reason.as_deref().unwrap_or("").contains("ascending"),
+        "{s:?}"
+    );
+    // The newest records were written, the oldest were not: the cursor must not move.
+    assert_eq!(s.checkpoints, 1);
+    assert_eq!(env.cursor_version().await, (None, 1));
+
+    let s = env
+        .run_with(&src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(s.records_written, 300, "the window was read again, whole");
+    assert_eq!(
+        env.cursor_version().await,
+        (Some(ts("2024-01-15T04:59:00Z")), 2)
     );
 }

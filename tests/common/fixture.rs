@@ -182,8 +182,13 @@ pub fn records_api(records: Vec<Value>, paging: Paging) -> FixtureApi {
 
 /// [`records_api`] over records the test can change between runs.
 pub fn shared_records_api(records: Arc<Mutex<Vec<Value>>>, paging: Paging) -> FixtureApi {
-    FixtureApi::start(move |req, _| {
-        let records = records.lock().expect("records").clone();
+    FixtureApi::start(move |req, _| records_page(&records.lock().expect("records"), paging, req))
+}
+
+/// The response of [`records_api`] to `req`: the page of `records` it asks for, sorted by
+/// `updatedAt` (ascending, or descending with `?order=desc` in the API URL).
+pub fn records_page(records: &[Value], paging: Paging, req: &Request) -> Response {
+    {
         let since = req.param("since").map(|s| {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
@@ -198,6 +203,9 @@ pub fn shared_records_api(records: Arc<Mutex<Vec<Value>>>, paging: Paging) -> Fi
             })
             .collect();
         sel.sort_by_key(|r| r["updatedAt"].as_str().unwrap_or("").to_string());
+        if req.param("order") == Some("desc") {
+            sel.reverse();
+        }
         let per_page = match paging {
             Paging::None => usize::MAX,
             Paging::BodyField(n) | Paging::LinkHeader(n) => n,
@@ -231,7 +239,7 @@ pub fn shared_records_api(records: Arc<Mutex<Vec<Value>>>, paging: Paging) -> Fi
             }
             Paging::None => Response::json(&json!({"data": data})),
         }
-    })
+    }
 }
 
 /// A user record like the playground's.

@@ -37,6 +37,8 @@ pub struct Env {
     pub sink: AnySink,
     pub lake: Lake,
     pub sync_id: String,
+    /// The environment that points a `replay-sync` process at this backend.
+    pub vars: Vec<(&'static str, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -124,12 +126,19 @@ impl Env {
             Kind::File => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let out = dir.path().join("output");
+                let state = dir.path().join("state/state.json");
+                let vars = vec![
+                    ("STATE_STORE", format!("file://{}", state.display())),
+                    ("OUTPUT", format!("file://{}", out.display())),
+                    ("SYNC_ID", sync_id.clone()),
+                ];
                 Env {
                     kind,
-                    state: AnyState::File(FileStateStore::new(dir.path().join("state/state.json"))),
+                    state: AnyState::File(FileStateStore::new(state)),
                     sink: AnySink::Dir(DirSink::new(&out)),
                     lake: Lake::Dir(out),
                     sync_id,
+                    vars,
                     _dir: Some(dir),
                 }
             }
@@ -138,6 +147,12 @@ impl Env {
                 let bucket = peers::unique("lake");
                 create_table(&table).await;
                 create_bucket(&bucket).await;
+                let mut vars = moto_env();
+                vars.extend([
+                    ("STATE_STORE", format!("dynamodb://{table}")),
+                    ("OUTPUT", format!("s3://{bucket}/raw/api")),
+                    ("SYNC_ID", sync_id.clone()),
+                ]);
                 Env {
                     kind,
                     state: AnyState::DynamoDb(DynamoStateStore::new(dynamodb_client(), &table)),
@@ -148,6 +163,7 @@ impl Env {
                         prefix: "raw/api".into(),
                     },
                     sync_id,
+                    vars,
                     _dir: None,
                 }
             }
@@ -181,13 +197,26 @@ impl Env {
         settings: &Settings,
         req: &RunRequest,
     ) -> replay_sync::Result<RunSummary> {
+        let inv = Invocation::new(Invocation::random_id(), None);
+        self.run_as(state, source, settings, req, &inv).await
+    }
+
+    /// Runs the engine as the invocation `inv`.
+    pub async fn run_as<St: StateStore, S: replay_sync::source::Source>(
+        &self,
+        state: &St,
+        source: &S,
+        settings: &Settings,
+        req: &RunRequest,
+        inv: &Invocation,
+    ) -> replay_sync::Result<RunSummary> {
         Engine {
             state,
             source,
             sink: &self.sink,
             settings,
         }
-        .run(req, &Invocation::new(Invocation::random_id(), None))
+        .run(req, inv)
         .await
     }
 
