@@ -80,12 +80,23 @@ fn function_is_least_privilege_and_runs_one_at_a_time() {
     grants.sort();
     assert_eq!(
         grants.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
-        ["dynamodb:GetItem", "dynamodb:UpdateItem", "s3:PutObject"]
+        [
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "s3:GetObject",
+            "s3:PutObject",
+            "sqs:SendMessage"
+        ]
     );
     for (action, resource) in &grants {
         if action.starts_with("dynamodb:") {
             assert_eq!(
                 resource, r#"{"Fn::GetAtt":["StateTable","Arn"]}"#,
+                "{action}"
+            );
+        } else if action.starts_with("sqs:") {
+            assert_eq!(
+                resource, r#"{"Fn::GetAtt":["DeadLetterQueue","Arn"]}"#,
                 "{action}"
             );
         } else {
@@ -164,4 +175,54 @@ fn table_and_bucket_protect_the_data() {
         &t["Resources"]["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
     assert_eq!(policy["Effect"], "Deny");
     assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"], "false");
+}
+
+#[test]
+fn failures_are_loud() {
+    let t = template();
+    let r = &t["Resources"];
+    // Async invocations that still fail after Lambda's retries go to the dead-letter queue.
+    let invoke = &r["SyncFunction"]["Properties"]["EventInvokeConfig"];
+    assert_eq!(invoke["MaximumRetryAttempts"], 2);
+    let on_failure = &invoke["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"], "SQS");
+    assert_eq!(
+        on_failure["Destination"]["Fn::GetAtt"][0],
+        "DeadLetterQueue"
+    );
+    assert_eq!(r["DeadLetterQueue"]["Type"], "AWS::SQS::Queue");
+
+    // An alarm on the function's errors and one on the queue's depth, both to the topic.
+    let alarm = |name: &str| {
+        let a = &r[name];
+        assert_eq!(a["Type"], "AWS::CloudWatch::Alarm", "{name}");
+        assert_eq!(
+            a["Properties"]["AlarmActions"][0]["Ref"], "AlarmTopic",
+            "{name}"
+        );
+        assert_eq!(a["Properties"]["Threshold"], 1, "{name}");
+        a["Properties"].clone()
+    };
+    let errors = alarm("ErrorsAlarm");
+    assert_eq!(errors["Namespace"], "AWS/Lambda");
+    assert_eq!(errors["MetricName"], "Errors");
+    assert_eq!(errors["Dimensions"][0]["Value"]["Ref"], "SyncFunction");
+    let dlq = alarm("DeadLetterAlarm");
+    assert_eq!(dlq["Namespace"], "AWS/SQS");
+    assert_eq!(dlq["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(
+        dlq["Dimensions"][0]["Value"]["Fn::GetAtt"][0],
+        "DeadLetterQueue"
+    );
+    assert_eq!(r["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+
+    // Logs are kept for a bounded, chosen time, in the group the function writes to.
+    assert_eq!(
+        r["SyncLogGroup"]["Properties"]["RetentionInDays"]["Ref"],
+        "LogRetentionDays"
+    );
+    assert_eq!(
+        r["SyncFunction"]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"],
+        "SyncLogGroup"
+    );
 }
