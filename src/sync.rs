@@ -629,7 +629,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         summary.rejected_objects = written.rejected.iter().map(|o| o.key.clone()).collect();
         summary.manifest = Some(manifest_key);
 
-        let invocation = req.event_id.as_deref().unwrap_or(&inv.request_id);
+        // A duplicate of a run that stopped early should go on with the work.
+        let invocation =
+            (!stopped_early).then(|| req.event_id.as_deref().unwrap_or(&inv.request_id));
         let commit = Commit {
             expected: stored.version,
             owner: &inv.request_id,

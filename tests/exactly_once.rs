@@ -498,8 +498,10 @@ async fn a_short_deadline_returns_partial_and_the_next_run_completes(kind: Kind)
     let url = api.url("/users");
     let batch = [("BATCH_MAX_RECORDS", "100")];
 
+    let dir = tempfile::tempdir().unwrap();
+    let ev = scheduled_event(dir.path(), "tick-1");
     let first = summary(
-        &command(&env, &url, &batch, &["--timeout", "2"])
+        &command(&env, &url, &batch, &["--event", &ev, "--timeout", "2"])
             .output()
             .unwrap(),
     );
@@ -520,7 +522,13 @@ async fn a_short_deadline_returns_partial_and_the_next_run_completes(kind: Kind)
     assert_eq!(state.version, 1);
     assert!(state.lease.is_none());
 
-    let second = summary(&command(&env, &url, &batch, &[]).output().unwrap());
+    // The same event again (a duplicate delivery, or an operator re-running it) goes on
+    // with the work: a partial run does not count as done.
+    let second = summary(
+        &command(&env, &url, &batch, &["--event", &ev])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(second["status"], "completed", "{second}");
     assert_eq!(second["previous_cursor"], first["new_cursor"]);
     assert_eq!(
@@ -531,4 +539,10 @@ async fn a_short_deadline_returns_partial_and_the_next_run_completes(kind: Kind)
     let state = env.state().await;
     assert_eq!(state.cursor, Some(common::ts("2024-01-15T16:39:00Z")));
     assert_eq!(state.version, 2);
+    let third = summary(
+        &command(&env, &url, &batch, &["--event", &ev])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(third["status"], "skipped", "now it is done: {third}");
 }

@@ -284,7 +284,7 @@ impl<S: StateStore> StateStore for Racing<'_, S> {
                     owner: "competitor",
                     cursor: Some(self.competitor),
                     run_id: "competitor",
-                    invocation: "competitor",
+                    invocation: Some("competitor"),
                 },
             )
             .await?;
@@ -340,7 +340,7 @@ async fn checkpoint_is_fenced_on_version_and_lease(kind: Kind) {
         owner,
         cursor,
         run_id: "r",
-        invocation: "inv-1",
+        invocation: Some("inv-1"),
     };
     assert_eq!(
         env.state

@@ -219,7 +219,7 @@ impl StateStore for DynamoStateStore {
 
     async fn checkpoint(&self, sync_id: &str, commit: &Commit<'_>) -> Result<Checkpoint> {
         let (k, v) = self.key(sync_id);
-        let mut set = vec!["#v = :next", "#u = :now", "#r = :run", "#i = :inv"];
+        let mut set = vec!["#v = :next", "#u = :now", "#r = :run"];
         let mut req = self
             .client
             .update_item()
@@ -228,7 +228,6 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#u", "updated_at")
             .expression_attribute_names("#r", "last_run_id")
-            .expression_attribute_names("#i", "last_invocation")
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#le", "lease_expires_at")
             .expression_attribute_values(
@@ -241,8 +240,13 @@ impl StateStore for DynamoStateStore {
             )
             .expression_attribute_values(":now", AttributeValue::S(window::format_ts(Utc::now())))
             .expression_attribute_values(":run", AttributeValue::S(commit.run_id.to_string()))
-            .expression_attribute_values(":inv", AttributeValue::S(commit.invocation.to_string()))
             .expression_attribute_values(":owner", AttributeValue::S(commit.owner.to_string()));
+        if let Some(inv) = commit.invocation {
+            set.push("#i = :inv");
+            req = req
+                .expression_attribute_names("#i", "last_invocation")
+                .expression_attribute_values(":inv", AttributeValue::S(inv.to_string()));
+        }
         if let Some(c) = commit.cursor {
             set.push("#t = :ts");
             req = req

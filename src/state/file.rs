@@ -227,7 +227,10 @@ impl StateStore for FileStateStore {
         let expected = commit.expected;
         let owner = commit.owner.to_string();
         let cursor = commit.cursor;
-        let (run, invocation) = (commit.run_id.to_string(), commit.invocation.to_string());
+        let (run, invocation) = (
+            commit.run_id.to_string(),
+            commit.invocation.map(str::to_string),
+        );
         let committed = blocking(move || {
             Self::update(&path, &id, |item| {
                 if item.version != expected || item.lease_owner.as_deref() != Some(owner.as_str()) {
@@ -239,7 +242,9 @@ impl StateStore for FileStateStore {
                 }
                 item.updated_at = Some(window::format_ts(Utc::now()));
                 item.last_run_id = Some(run);
-                item.last_invocation = Some(invocation);
+                if invocation.is_some() {
+                    item.last_invocation = invocation;
+                }
                 item.lease_owner = None;
                 item.lease_expires_at = None;
                 true

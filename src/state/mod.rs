@@ -84,8 +84,9 @@ pub struct Commit<'a> {
     pub cursor: Option<DateTime<Utc>>,
     /// Recorded for operators.
     pub run_id: &'a str,
-    /// Recorded so that a duplicate of this invocation is recognised.
-    pub invocation: &'a str,
+    /// Recorded so that a duplicate of this invocation is recognised (`None`: a partial
+    /// run, whose duplicate should go on with the work; the previous value stays).
+    pub invocation: Option<&'a str>,
 }
 
 /// A store of [`SyncState`]s keyed by sync id.

@@ -383,7 +383,7 @@ pub async fn commit<S: StateStore>(
                 owner,
                 cursor,
                 run_id: owner,
-                invocation: owner,
+                invocation: Some(owner),
             },
         )
         .await
