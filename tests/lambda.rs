@@ -122,6 +122,11 @@ async fn events_through_the_lambda_runtime_api() {
         );
     }
 
+    // The same scheduled event delivered again: recognised by its id, nothing done.
+    let dup = invoke("scheduled.json").await;
+    assert_eq!(dup["status"], "skipped", "{dup}");
+    assert_eq!(lake.keys().await, keys, "a duplicate wrote nothing");
+
     // The dry run: fetches, writes nothing.
     let d = invoke("dry-run.json").await;
     assert_eq!(d["status"], "dry_run");
@@ -137,6 +142,18 @@ async fn events_through_the_lambda_runtime_api() {
         "the replay did not move the cursor back"
     );
     assert_eq!(r["state_version"], 2);
+    // A manual event has no id: the runtime API's request id owned the lease and names it.
+    let state =
+        replay_sync::state::dynamodb::DynamoStateStore::new(common::dynamodb_client(), &table);
+    let item = replay_sync::state::StateStore::load(&state, "user")
+        .await
+        .unwrap();
+    let inv = item.last_invocation.unwrap_or_default();
+    assert!(
+        !inv.is_empty() && !inv.starts_with("local-") && !inv.starts_with("53dc4d37"),
+        "the Lambda request id: {inv:?}"
+    );
+    assert_eq!(item.lease, None);
 
     // A typo is an invocation error with a type and a message, and nothing is written.
     let l = lambda.clone();
