@@ -153,6 +153,7 @@ impl App {
                 buffer: config.buffer,
                 batch: config.batch,
                 deadline_margin: config.deadline_margin,
+                fingerprint_max: config.fingerprint_max,
             },
             state,
             sink,

@@ -96,6 +96,8 @@ pub struct Config {
     pub batch: BatchLimits,
     /// `DEADLINE_MARGIN_SECONDS`: stop fetching when less is left before the deadline.
     pub deadline_margin: std::time::Duration,
+    /// `FINGERPRINT_MAX`: bound on the fingerprint set (0: off).
+    pub fingerprint_max: usize,
 }
 
 pub const DEFAULT_STATE_STORE: &str = "file://./.replay-sync/state.json";
@@ -153,6 +155,10 @@ impl Config {
         let auth = parse_auth(&get)?;
         let max_attempts = parse_positive(&get, "API_MAX_ATTEMPTS", 6)?;
         let margin = parse_positive(&get, "DEADLINE_MARGIN_SECONDS", 30)?;
+        let fingerprint_max = match get("FINGERPRINT_MAX").as_deref() {
+            Some("0") => 0,
+            _ => parse_positive(&get, "FINGERPRINT_MAX", 500_000)?,
+        };
 
         Ok(Config {
             api: ApiConfig {
@@ -170,6 +176,7 @@ impl Config {
             output,
             batch,
             deadline_margin: std::time::Duration::from_secs(margin as u64),
+            fingerprint_max,
         })
     }
 }

@@ -10,7 +10,8 @@
 //! # Layout
 //!
 //! The engine — [`config`], [`event`], [`window`], [`page`] (the incremental response
-//! parser), [`record`], [`batch`], [`sync`] — knows nothing of AWS, HTTP or Lambda: it talks
+//! parser), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
+//! [`sync`] — knows nothing of AWS, HTTP or Lambda: it talks
 //! to three ports.
 //!
 //! * [`source`]: [`source::Source`], and the HTTP adapter (paging, retries);
@@ -29,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 mod failpoint;
+pub mod fingerprint;
 pub mod page;
 pub mod record;
 pub mod sink;

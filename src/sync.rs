@@ -28,6 +28,7 @@ use crate::config::BatchLimits;
 use crate::error::{Error, Result};
 use crate::event::{RunRequest, Trigger};
 use crate::failpoint;
+use crate::fingerprint::{Fingerprints, Verdict};
 use crate::record::{Entry, Record, Rejected};
 use crate::sink::{self, Put, Sink};
 use crate::source::{Pages, Source};
@@ -44,6 +45,9 @@ pub struct Settings {
     pub batch: BatchLimits,
     /// Stop fetching when less than this is left before the invocation's deadline.
     pub deadline_margin: Duration,
+    /// Bound on the fingerprint set handed from run to run (0: no fingerprints: every
+    /// record in the window is written, lateness is not measured).
+    pub fingerprint_max: usize,
 }
 
 /// How long a lease lasts when the invocation has no deadline (the local mode): Lambda's
@@ -116,6 +120,15 @@ pub struct RunSummary {
     pub records_rejected: u64,
     /// Older copies of an id that a newer copy replaced within the same batch.
     pub records_deduplicated: u64,
+    /// Records identical to the version already written (same id, `updatedAt` and bytes).
+    pub records_skipped: u64,
+    /// Records older than the version already written for their id (a stale replica).
+    pub records_stale: u64,
+    /// Records in the replay window (stamped before the previous cursor) that were not
+    /// written before: they reached the replica after the previous run.
+    pub late_records: u64,
+    /// How far behind the previous cursor the most belated of them was stamped.
+    pub max_lateness_seconds: f64,
     /// Why nothing was done (`skipped`), or why the cursor was held back (`partial`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -148,6 +161,11 @@ pub struct Manifest {
     pub rejected: Vec<ObjectEntry>,
     pub records_written: u64,
     pub records_rejected: u64,
+    pub records_skipped: u64,
+    pub records_stale: u64,
+    /// The fingerprint set for the next run (see [`crate::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<String>,
     pub synced_at: String,
 }
 
@@ -494,6 +512,18 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         });
         let mut stopped_early = false;
 
+        // What the overlap already wrote. A manual replay writes everything it reads (and
+        // measures no lateness), but still hands on what it wrote.
+        let mut fps = self.load_fingerprints(stored).await;
+        let previous_coverage = fps.covers_from();
+        let skip_known = req.state_override.is_none();
+        let late_since = if skip_known { stored.cursor } else { None };
+        let (mut unchanged, mut stale, mut late) = (0u64, 0u64, 0u64);
+        let mut max_lateness = TimeDelta::zero();
+        // The greatest `updatedAt` of records not written because the lake already holds
+        // them (or a newer version): durable, so they count towards the cursor.
+        let mut known_max: Option<DateTime<Utc>> = None;
+
         let mut reader = self.source.open(since, inv.deadline);
         let mut page_records = 0u64;
         loop {
@@ -528,8 +558,24 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                             ascending = false;
                         }
                         last_seen = last_seen.max(Some(r.updated_at));
-                        if let Some(full) = batcher.push(r) {
-                            written.data(full).await?;
+                        match fps.check(&r, late_since, skip_known) {
+                            Verdict::Write { late: lateness } => {
+                                if let Some(l) = lateness {
+                                    late += 1;
+                                    max_lateness = max_lateness.max(l);
+                                }
+                                if let Some(full) = batcher.push(r) {
+                                    written.data(full).await?;
+                                }
+                            }
+                            Verdict::Unchanged => {
+                                unchanged += 1;
+                                known_max = known_max.max(Some(r.updated_at));
+                            }
+                            Verdict::Stale => {
+                                stale += 1;
+                                known_max = known_max.max(Some(r.updated_at));
+                            }
                         }
                     }
                     Entry::Rejected(r) => {
@@ -561,7 +607,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             );
             None
         } else {
-            written.max_updated_at
+            written.max_updated_at.max(known_max)
         };
         if stopped_early {
             warn!(
@@ -590,6 +636,31 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         summary.records_written = written.records;
         summary.records_rejected = written.rejected_records;
         summary.records_deduplicated = batcher.deduplicated();
+        summary.records_skipped = unchanged;
+        summary.records_stale = stale;
+        summary.late_records = late;
+        summary.max_lateness_seconds = max_lateness.num_milliseconds() as f64 / 1000.0;
+        if late > 0 {
+            let used =
+                max_lateness.num_milliseconds() as f64 / buffer.num_milliseconds().max(1) as f64;
+            let fields = (late, summary.max_lateness_seconds, summary.buffer_hours);
+            if used >= LATENESS_WARNING {
+                warn!(
+                    sync_id = %sync_id,
+                    late_records = fields.0,
+                    max_lateness_seconds = fields.1,
+                    buffer_hours = fields.2,
+                    "late rows used {:.0} % of the buffer: the replica lags close to BUFFER_HOURS; rows later than the buffer are missed",
+                    used * 100.0
+                );
+            } else {
+                info!(
+                    late_records = fields.0,
+                    max_lateness_seconds = fields.1,
+                    "the buffer caught late rows"
+                );
+            }
+        }
         summary.pages = pages;
         summary.bytes_fetched = bytes;
 
@@ -599,6 +670,29 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             summary.duration_ms = clock.elapsed().as_millis() as u64;
             return Ok(summary);
         }
+
+        // The fingerprints of what the lake now holds in the next run's window, durable before
+        // the checkpoint that names them.
+        fps.after_run(
+            previous_coverage,
+            since,
+            !stopped_early,
+            window::since(new_cursor, self.settings.buffer),
+            self.settings.fingerprint_max,
+        );
+        let fingerprints = if self.settings.fingerprint_max > 0 {
+            Some(
+                put_once(
+                    self.sink,
+                    &format!("{sync_id}/_fingerprints/{run_id}.bin"),
+                    fps.encode().into(),
+                    sink::BINARY,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
 
         let manifest = Manifest {
             sync_id: sync_id.clone(),
@@ -614,6 +708,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             rejected: written.rejected.clone(),
             records_written: written.records,
             records_rejected: written.rejected_records,
+            records_skipped: unchanged,
+            records_stale: stale,
+            fingerprints: fingerprints.clone(),
             synced_at: written.synced_at.clone(),
         };
         let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
@@ -638,6 +735,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             cursor: new_cursor,
             run_id: &run_id,
             invocation,
+            fingerprints: fingerprints.as_deref(),
         };
         match self.state.checkpoint(sync_id, &commit).await? {
             Checkpoint::Committed { version } => {
@@ -665,6 +763,32 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     }
 }
 
+/// Late rows stamped this far into the buffer (as a fraction of it) make the run warn.
+pub const LATENESS_WARNING: f64 = 0.8;
+
+impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
+    /// The fingerprint set the last checkpoint named, or an empty one (nothing skipped)
+    /// when there is none or it cannot be read — that costs writes, never rows.
+    async fn load_fingerprints(&self, stored: &SyncState) -> Fingerprints {
+        let Some(key) = stored
+            .fingerprints
+            .as_deref()
+            .filter(|_| self.settings.fingerprint_max > 0)
+        else {
+            return Fingerprints::empty();
+        };
+        let loaded = match self.sink.get(key).await {
+            Ok(Some(bytes)) => Fingerprints::decode(&bytes),
+            Ok(None) => Err("the object is missing".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        loaded.unwrap_or_else(|e| {
+            warn!(key = %key, error = %e, "cannot use the fingerprint set; writing every record in the window");
+            Fingerprints::empty()
+        })
+    }
+}
+
 impl RunSummary {
     /// An empty summary of a run of `req` (every count zero).
     fn new(sync_id: &str, req: &RunRequest, buffer: TimeDelta) -> Self {
@@ -684,6 +808,10 @@ impl RunSummary {
             records_written: 0,
             records_rejected: 0,
             records_deduplicated: 0,
+            records_skipped: 0,
+            records_stale: 0,
+            late_records: 0,
+            max_lateness_seconds: 0.0,
             reason: None,
             objects: Vec::new(),
             rejected_objects: Vec::new(),

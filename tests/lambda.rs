@@ -166,8 +166,9 @@ async fn events_through_the_lambda_runtime_api() {
         err.contains("InvalidEvent") && err.contains("dry_rn"),
         "{err}"
     );
+    // The replay's data objects, its manifest and its fingerprint set.
     assert_eq!(
         lake.keys().await.len(),
-        keys.len() + r["objects"].as_array().unwrap().len() + 1
+        keys.len() + r["objects"].as_array().unwrap().len() + 2
     );
 }

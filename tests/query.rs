@@ -56,10 +56,14 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
         .run_with(&src, &env.settings(), &RunRequest::scheduled())
         .await
         .unwrap();
+    assert_eq!(second.records_fetched, 4, "the buffer re-reads b and c");
     assert_eq!(
-        second.records_written, 4,
-        "the buffer re-reads b, c and brings a's change and late d"
+        second.records_written, 2,
+        "a's change and late d are written; b and c are already in the lake"
     );
+    assert_eq!(second.records_skipped, 2);
+    assert_eq!(second.late_records, 1, "d is stamped before the cursor: late");
+    assert_eq!(second.max_lateness_seconds, 15.0 * 60.0, "11:00 − 10:45");
 
     let common::Lake::Dir(root) = &env.lake else {
         unreachable!()
@@ -93,7 +97,7 @@ print(json.dumps([dict(zip(cols, map(str, row))) for row in rel.fetchall()]))
         .lines(&[first.objects.clone(), second.objects.clone()].concat())
         .await
         .len();
-    assert_eq!(total_lines, 7, "the lake holds repeated versions");
+    assert_eq!(total_lines, 5, "the lake holds two versions of a");
     assert_eq!(rows.len(), 4, "one row per id: {rows:?}");
     let a = rows.iter().find(|r| r["id"] == "a").expect("a");
     assert_eq!(a["name"], "renamed", "the newest version of a");

@@ -9,6 +9,7 @@ pub mod s3;
 
 pub const JSONL: &str = "application/x-ndjson";
 pub const JSON: &str = "application/json";
+pub const BINARY: &str = "application/octet-stream";
 
 /// An object store rooted at the configured output location.
 pub trait Sink: Send + Sync {

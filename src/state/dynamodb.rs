@@ -1,6 +1,6 @@
 //! The DynamoDB state store. One item per sync id, partition key `sync_id` (string):
 //! `last_timestamp` (S, RFC 3339 UTC), `version` (N), `updated_at` (S), `last_run_id` (S),
-//! `last_invocation` (S), while leased `lease_owner` (S) and `lease_expires_at` (S, RFC 3339
+//! `last_invocation` (S), `fingerprints` (S, the key of the fingerprint set), while leased `lease_owner` (S) and `lease_expires_at` (S, RFC 3339
 //! with milliseconds), and the plan `plan_version` (N), `plan_since` (S), `plan_until` (S).
 //!
 //! Reads are strongly consistent. The lease and the checkpoint are each one `UpdateItem`
@@ -143,6 +143,7 @@ impl StateStore for DynamoStateStore {
             lease,
             plan,
             last_invocation: string(item, "last_invocation", &at)?.map(str::to_string),
+            fingerprints: string(item, "fingerprints", &at)?.map(str::to_string),
         })
     }
 
@@ -241,6 +242,12 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_values(":now", AttributeValue::S(window::format_ts(Utc::now())))
             .expression_attribute_values(":run", AttributeValue::S(commit.run_id.to_string()))
             .expression_attribute_values(":owner", AttributeValue::S(commit.owner.to_string()));
+        if let Some(key) = commit.fingerprints {
+            set.push("#f = :fp");
+            req = req
+                .expression_attribute_names("#f", "fingerprints")
+                .expression_attribute_values(":fp", AttributeValue::S(key.to_string()));
+        }
         if let Some(inv) = commit.invocation {
             set.push("#i = :inv");
             req = req

@@ -37,6 +37,8 @@ struct Item {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_invocation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprints: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     lease_owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lease_expires_at: Option<String>,
@@ -105,6 +107,7 @@ impl FileStateStore {
             lease,
             plan,
             last_invocation: item.last_invocation.clone(),
+            fingerprints: item.fingerprints.clone(),
         })
     }
 
@@ -231,6 +234,7 @@ impl StateStore for FileStateStore {
             commit.run_id.to_string(),
             commit.invocation.map(str::to_string),
         );
+        let fingerprints = commit.fingerprints.map(str::to_string);
         let committed = blocking(move || {
             Self::update(&path, &id, |item| {
                 if item.version != expected || item.lease_owner.as_deref() != Some(owner.as_str()) {
@@ -244,6 +248,9 @@ impl StateStore for FileStateStore {
                 item.last_run_id = Some(run);
                 if invocation.is_some() {
                     item.last_invocation = invocation;
+                }
+                if fingerprints.is_some() {
+                    item.fingerprints = fingerprints;
                 }
                 item.lease_owner = None;
                 item.lease_expires_at = None;

@@ -41,6 +41,9 @@ pub struct SyncState {
     pub plan: Option<Plan>,
     /// The invocation that took the last checkpoint (event id or request id).
     pub last_invocation: Option<String>,
+    /// The output key of the fingerprint set the last checkpoint committed
+    /// ([`crate::fingerprint`]).
+    pub fingerprints: Option<String>,
 }
 
 /// A claim on the state item by one run.
@@ -87,6 +90,8 @@ pub struct Commit<'a> {
     /// Recorded so that a duplicate of this invocation is recognised (`None`: a partial
     /// run, whose duplicate should go on with the work; the previous value stays).
     pub invocation: Option<&'a str>,
+    /// The fingerprint set written for the next run (left unchanged when `None`).
+    pub fingerprints: Option<&'a str>,
 }
 
 /// A store of [`SyncState`]s keyed by sync id.
@@ -106,7 +111,8 @@ pub trait StateStore: Send + Sync {
 
     /// Atomically, if and only if the item has version `commit.expected` and is leased to
     /// `commit.owner`: stores the cursor (left unset when `None`), version `expected + 1`,
-    /// the run and invocation ids, removes the lease, and returns [`Checkpoint::Committed`].
+    /// the run and invocation ids and the fingerprint key, removes the lease, and returns
+    /// [`Checkpoint::Committed`].
     /// Otherwise changes nothing and returns [`Checkpoint::Conflict`].
     fn checkpoint(
         &self,

@@ -176,6 +176,7 @@ impl Env {
             buffer: chrono::TimeDelta::hours(2),
             batch: BatchLimits::default(),
             deadline_margin: std::time::Duration::from_secs(30),
+            fingerprint_max: 500_000,
         }
     }
 
@@ -384,6 +385,7 @@ pub async fn commit<S: StateStore>(
                 cursor,
                 run_id: owner,
                 invocation: Some(owner),
+                fingerprints: None,
             },
         )
         .await
