@@ -62,7 +62,10 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
         "a's change and late d are written; b and c are already in the lake"
     );
     assert_eq!(second.records_skipped, 2);
-    assert_eq!(second.late_records, 1, "d is stamped before the cursor: late");
+    assert_eq!(
+        second.late_records, 1,
+        "d is stamped before the cursor: late"
+    );
     assert_eq!(second.max_lateness_seconds, 15.0 * 60.0, "11:00 − 10:45");
 
     let common::Lake::Dir(root) = &env.lake else {

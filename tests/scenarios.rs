@@ -52,6 +52,7 @@ on_both_backends!(
     failure_mid_run_keeps_the_cursor,
     nothing_fetched_leaves_the_cursor,
     out_of_order_records_hold_the_cursor_when_stopping_early,
+    stale_replica_versions_are_counted_not_written,
 );
 
 /// Stores a cursor as if an earlier run had checkpointed it (version 1).
@@ -894,5 +895,45 @@ async fn out_of_order_records_hold_the_cursor_when_stopping_early(kind: Kind) {
     assert_eq!(
         env.cursor_version().await,
         (Some(ts("2024-01-15T04:59:00Z")), 2)
+    );
+}
+
+async fn stale_replica_versions_are_counted_not_written(kind: Kind) {
+    let env = Env::new(kind).await;
+    let mut newer = user("a", "2024-01-15T10:00:00Z");
+    newer["name"] = "newer".into();
+    let records = std::sync::Arc::new(std::sync::Mutex::new(vec![newer]));
+    let api = fixture::shared_records_api(records.clone(), Paging::None);
+    let src = source(&api.url("/x"));
+    let first = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(first.records_written, 1);
+
+    // Another replica, further behind, answers next: it still has a's older version.
+    *records.lock().unwrap() = vec![
+        user("a", "2024-01-15T09:00:00Z"),
+        user("b", "2024-01-15T09:30:00Z"),
+    ];
+    let s = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(s.records_fetched, 2);
+    assert_eq!(s.records_stale, 1, "a's old version is stale");
+    assert_eq!(s.records_written, 1, "only b is written");
+    let lines = env.lines(&s.objects).await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], "b");
+    assert_eq!(
+        s.late_records, 1,
+        "b is stamped before the cursor and new: late"
+    );
+    assert_eq!(s.max_lateness_seconds, 30.0 * 60.0);
+    assert_eq!(
+        env.cursor_version().await,
+        (Some(ts("2024-01-15T10:00:00Z")), 2),
+        "the cursor does not go back"
     );
 }

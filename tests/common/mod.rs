@@ -4,6 +4,7 @@
 
 pub mod fixture;
 pub mod peers;
+pub mod replica;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,235 @@
+//! The buffer catches what the replica delivers late — a property test over random
+//! schedules against a simulated lagging replica (`common::replica`), on the file backends
+//! and on DynamoDB + S3 in moto.
+//!
+//! Each schedule has ≥ 30 runs at random intervals; between runs the primary takes updates
+//! at random times, with random replication lags, in bursts on the same ids, some stamped on
+//! the very second of a run, some changing a row twice within one second. After every run the
+//! lake, read as a consumer reads it (per id the line with the greatest `updatedAt`, then the
+//! latest `_synced_at`), must hold exactly what the replica showed at that run's time.
+//! * every lag ≤ buffer: no row is ever missed;
+//! * some lags > buffer: the same check finds the misses (so it can fail).
+//!
+//! Schedules come from fixed seeds (the test is deterministic); `LAG_SEED=N` adds one.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::replica::{self, Replica};
+use common::{Env, Kind, source};
+use replay_sync::RunRequest;
+use replay_sync::sync::Invocation;
+use serde_json::Value;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod file {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name(super::Kind::File).await })*
+        }
+        mod aws {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name(super::Kind::Aws).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    no_row_is_missed_when_every_lag_fits_the_buffer,
+    misses_are_detected_when_lags_exceed_the_buffer,
+);
+
+/// A random schedule: run times, and the updates the primary takes.
+struct Schedule {
+    runs: Vec<DateTime<Utc>>,
+    replica: Arc<Replica>,
+}
+
+const IDS: usize = 30;
+
+fn schedule(seed: u64, max_lag: TimeDelta) -> Schedule {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let replica = Arc::new(Replica::default());
+    let start = common::ts("2024-03-01T00:00:00Z");
+    let n_runs = 30 + rng.usize(..8);
+    let mut runs = Vec::new();
+    let mut t = start;
+    let max_lag_s = max_lag.num_seconds();
+    let lag = |rng: &mut fastrand::Rng| match rng.u8(..10) {
+        0 => TimeDelta::zero(),
+        1 => max_lag, // the worst case, exactly
+        _ => TimeDelta::seconds(rng.i64(0..=max_lag_s)),
+    };
+    for _ in 0..n_runs {
+        let interval = TimeDelta::seconds(rng.i64(5 * 60..=45 * 60));
+        let (from, to) = (t, t + interval);
+        // Updates in (from, to].
+        for _ in 0..rng.usize(..8) {
+            let at = from + TimeDelta::seconds(rng.i64(1..=interval.num_seconds()));
+            let id = format!("u{:02}", rng.usize(..IDS));
+            if rng.u8(..4) == 0 {
+                // A burst on one id, some within the same second.
+                for k in 0..2 + rng.usize(..3) {
+                    let at = at + TimeDelta::seconds(rng.i64(0..=1) * k as i64);
+                    replica.update(&id, at.min(to), lag(&mut rng));
+                }
+            } else {
+                replica.update(&id, at, lag(&mut rng));
+            }
+        }
+        // On the second of the run itself, visible at once (equal to the run's start, which
+        // bounds the cursor).
+        if rng.u8(..3) == 0 {
+            replica.update(&format!("u{:02}", rng.usize(..IDS)), to, TimeDelta::zero());
+        }
+        // Fresh rows keep the cursor close to the run's time, so the late ones matter.
+        replica.update(
+            &format!("u{:02}", rng.usize(..IDS)),
+            to - TimeDelta::seconds(1),
+            TimeDelta::zero(),
+        );
+        runs.push(to);
+        t = to;
+    }
+    Schedule { runs, replica }
+}
+
+/// What a consumer sees: per id, `(updatedAt, _synced_at, seq)` of the winning line.
+type View = BTreeMap<String, (DateTime<Utc>, String, u64)>;
+
+fn absorb(view: &mut View, lines: &[Value]) {
+    for l in lines {
+        let id = l["id"].as_str().unwrap().to_string();
+        let cand = (
+            common::ts(l["updatedAt"].as_str().unwrap()),
+            l["_synced_at"].as_str().unwrap().to_string(),
+            l["seq"].as_u64().unwrap(),
+        );
+        let cur = view.entry(id).or_insert_with(|| cand.clone());
+        if (&cand.0, &cand.1) > (&cur.0, &cur.1) {
+            *cur = cand;
+        }
+    }
+}
+
+/// Outcome of running a schedule.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// `(run, id)` pairs where the lake lacked the replica's version.
+    misses: Vec<(usize, String)>,
+    late: u64,
+    max_lateness: f64,
+    written: u64,
+    skipped: u64,
+    changed_rows: u64,
+}
+
+async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> Outcome {
+    let env = Env::new(kind).await;
+    let sched = schedule(seed, max_lag);
+    let api = replica::api(sched.replica.clone(), 7);
+    let src = source(&api.url("/users"));
+    let mut settings = env.settings();
+    settings.buffer = buffer;
+    let mut view = View::new();
+    let mut out = Outcome::default();
+    let mut seen_versions = std::collections::BTreeSet::new();
+    for (k, &now) in sched.runs.iter().enumerate() {
+        sched.replica.set_now(now);
+        let inv = Invocation {
+            request_id: format!("run-{k}"),
+            started_at: now,
+            deadline: None,
+            lease_until: now + TimeDelta::minutes(15),
+        };
+        let s = env
+            .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed} run {k}: {e}"));
+        assert_eq!(
+            s.status,
+            replay_sync::Status::Completed,
+            "seed {seed} run {k}"
+        );
+        absorb(&mut view, &env.lines(&s.objects).await);
+        out.late += s.late_records;
+        out.max_lateness = out.max_lateness.max(s.max_lateness_seconds);
+        out.written += s.records_written;
+        out.skipped += s.records_skipped;
+        for (id, u) in sched.replica.visible(now) {
+            seen_versions.insert(u.seq);
+            let got = view.get(&id).map(|v| v.2);
+            if got != Some(u.seq as u64) {
+                out.misses.push((k, id));
+            }
+        }
+    }
+    out.changed_rows = seen_versions.len() as u64;
+    // The lake as a whole (not just what the summaries listed) gives the same view.
+    let keys: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".jsonl") && !k.contains("/_rejected/"))
+        .collect();
+    let mut whole = View::new();
+    absorb(&mut whole, &env.lines(&keys).await);
+    assert_eq!(
+        whole, view,
+        "seed {seed}: every object is listed by its run"
+    );
+    out
+}
+
+fn seeds() -> Vec<u64> {
+    let mut s = vec![1, 2, 3, 5, 8, 13, 21, 34];
+    if let Some(extra) = std::env::var("LAG_SEED").ok().and_then(|v| v.parse().ok()) {
+        s.push(extra);
+    }
+    s
+}
+
+async fn no_row_is_missed_when_every_lag_fits_the_buffer(kind: Kind) {
+    let (max_lag, buffer) = (TimeDelta::minutes(90), TimeDelta::hours(2));
+    let seeds = match kind {
+        Kind::File => seeds(),
+        Kind::Aws => seeds().into_iter().take(3).collect(),
+    };
+    let (mut late, mut max_lateness) = (0, 0.0f64);
+    for seed in seeds {
+        let o = play(kind, seed, max_lag, buffer).await;
+        assert!(o.misses.is_empty(), "seed {seed}: missed {:?}", o.misses);
+        assert!(o.written > 0, "seed {seed}: data arrived");
+        assert!(
+            o.max_lateness <= max_lag.num_seconds() as f64,
+            "seed {seed}: {o:?}"
+        );
+        late += o.late;
+        max_lateness = max_lateness.max(o.max_lateness);
+    }
+    assert!(late > 0, "the schedules do deliver rows late");
+    assert!(
+        max_lateness > 30.0 * 60.0,
+        "and some of them very late: {max_lateness}"
+    );
+}
+
+async fn misses_are_detected_when_lags_exceed_the_buffer(kind: Kind) {
+    let (max_lag, buffer) = (TimeDelta::hours(3), TimeDelta::minutes(20));
+    let seeds = match kind {
+        Kind::File => seeds(),
+        Kind::Aws => seeds().into_iter().take(3).collect(),
+    };
+    let mut missed = 0;
+    for seed in seeds {
+        let o = play(kind, seed, max_lag, buffer).await;
+        missed += o.misses.len();
+    }
+    assert!(
+        missed > 0,
+        "a buffer shorter than the lag misses rows, and the check sees it"
+    );
+}
