@@ -271,9 +271,13 @@ pub async fn serve_lambda(app: App) -> std::result::Result<(), lambda_runtime::E
             event.context.request_id.clone(),
             remaining_before(event.context.deadline()),
         );
-        app.handle(&event.payload, &invocation)
+        let summary = app
+            .handle(&event.payload, &invocation)
             .await
-            .map_err(InvocationError)
+            .map_err(InvocationError)?;
+        // Lambda's stdout goes to CloudWatch Logs, which extracts the metrics.
+        println!("{}", crate::metrics::emf_line(&summary));
+        Ok::<_, InvocationError>(summary)
     }))
     .await
 }

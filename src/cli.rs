@@ -68,6 +68,7 @@ pub async fn main(args: &[String]) -> ExitCode {
     );
     match app.handle(&event, &invocation).await {
         Ok(summary) => {
+            eprintln!("{}", crate::metrics::emf_line(&summary));
             println!(
                 "{}",
                 serde_json::to_string_pretty(&summary).unwrap_or_default()

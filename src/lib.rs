@@ -18,6 +18,7 @@
 //! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;
 //! * [`sink`]: [`sink::Sink`], with S3 and directory adapters;
 //! * [`app`]: wiring from [`config::Config`] to adapters, the Lambda edge, logging;
+//! * [`metrics`]: the summary as CloudWatch metrics (Embedded Metric Format);
 //! * [`cli`]: the local `replay-sync invoke` mode;
 //! * `failpoint`: fault injection for the crash tests (`REPLAY_SYNC_FAILPOINT`).
 //!
@@ -31,6 +32,7 @@ pub mod error;
 pub mod event;
 mod failpoint;
 pub mod fingerprint;
+pub mod metrics;
 pub mod page;
 pub mod record;
 pub mod sink;

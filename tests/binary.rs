@@ -386,3 +386,87 @@ async fn aws_backends_from_the_environment() {
     assert_eq!(item["version"].as_n().unwrap(), "1");
     assert!(!dir.path().join(".replay-sync").exists(), "nothing local");
 }
+
+#[test]
+fn metrics_are_emitted_in_embedded_metric_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &playground_env(), &["invoke"]);
+    let s = summary(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let emf: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 1, "one metrics line per run:\n{stderr}");
+    let m = &emf[0];
+    let def = &m["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(def["Namespace"], "ReplaySync");
+    assert_eq!(def["Dimensions"][0], serde_json::json!(["SyncId"]));
+    assert!(m["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(m["SyncId"], "user");
+    assert_eq!(m["Status"], "completed");
+    let names: Vec<&str> = def["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["Name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "RecordsFetched",
+        "RecordsWritten",
+        "RecordsSkipped",
+        "RecordsRejected",
+        "RecordsStale",
+        "LateRecords",
+        "MaxLatenessSeconds",
+        "BufferUsed",
+        "DurationMs",
+        "Runs",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+        assert!(m[name].is_number(), "{name} has a value: {m}");
+    }
+    assert!(m["RecordsWritten"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        m["RecordsWritten"].as_f64().unwrap(),
+        s["records_written"].as_f64().unwrap()
+    );
+    assert_eq!(
+        m["RecordsFetched"].as_f64().unwrap(),
+        s["records_fetched"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn lateness_near_the_buffer_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = std::sync::Arc::new(std::sync::Mutex::new(vec![common::fixture::user(
+        "a",
+        "2024-01-15T10:00:00Z",
+    )]));
+    let api = common::fixture::shared_records_api(records.clone(), common::fixture::Paging::None);
+    let env = [("API_URL", api.url("/x"))];
+    let first = summary(&run(dir.path(), &env, &["invoke"]));
+    assert_eq!(first["new_cursor"], "2024-01-15T10:00:00Z");
+
+    // A row stamped 1 h 48 min before the cursor reaches the replica: 90 % of the 2 h buffer.
+    records
+        .lock()
+        .unwrap()
+        .push(common::fixture::user("b", "2024-01-15T08:12:00Z"));
+    let out = run(dir.path(), &env, &["invoke"]);
+    let s = summary(&out);
+    assert_eq!(s["late_records"], 1);
+    assert_eq!(s["max_lateness_seconds"], 6480.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("of the buffer"))
+        .unwrap_or_else(|| panic!("a warning:\n{stderr}"));
+    assert!(warning.contains("90 %"), "{warning}");
+    let emf = stderr.lines().find(|l| l.contains("\"_aws\"")).unwrap();
+    let m: Value = serde_json::from_str(emf).unwrap();
+    assert_eq!(m["BufferUsed"], 0.9);
+    assert_eq!(m["LateRecords"], 1.0);
+}

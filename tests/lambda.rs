@@ -122,6 +122,13 @@ async fn events_through_the_lambda_runtime_api() {
         );
     }
 
+    // The metrics line went to the function's stdout (CloudWatch Logs, here watch's log).
+    let log = std::fs::read_to_string(&lambda.watch.log).unwrap_or_default();
+    assert!(
+        log.contains(r#""Namespace":"ReplaySync""#) && log.contains(r#""RecordsWritten":"#),
+        "EMF on stdout:\n{log}"
+    );
+
     // The same scheduled event delivered again: recognised by its id, nothing done.
     let dup = invoke("scheduled.json").await;
     assert_eq!(dup["status"], "skipped", "{dup}");

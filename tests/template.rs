@@ -216,6 +216,16 @@ fn failures_are_loud() {
     );
     assert_eq!(r["AlarmTopic"]["Type"], "AWS::SNS::Topic");
 
+    // Lateness: the run's BufferUsed metric (EMF, namespace ReplaySync) at 80 % of the buffer.
+    let lateness = &r["LatenessAlarm"]["Properties"];
+    assert_eq!(lateness["Namespace"], "ReplaySync");
+    assert_eq!(lateness["MetricName"], "BufferUsed");
+    assert_eq!(lateness["Threshold"], 0.8);
+    assert_eq!(lateness["Statistic"], "Maximum");
+    assert_eq!(lateness["Dimensions"][0]["Name"], "SyncId");
+    assert_eq!(lateness["Dimensions"][0]["Value"]["Ref"], "SyncId");
+    assert_eq!(lateness["AlarmActions"][0]["Ref"], "AlarmTopic");
+
     // Logs are kept for a bounded, chosen time, in the group the function writes to.
     assert_eq!(
         r["SyncLogGroup"]["Properties"]["RetentionInDays"]["Ref"],
