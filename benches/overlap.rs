@@ -136,7 +136,10 @@ async fn steady_state(rows: usize, fingerprint_max: usize) -> Tally {
             settings: &settings,
         };
         let clock = Instant::now();
-        let s = engine.run(&RunRequest::scheduled(), &inv).await.expect("run");
+        let s = engine
+            .run(&RunRequest::scheduled(), &inv)
+            .await
+            .expect("run");
         if k >= WARMUP {
             tally.time += clock.elapsed();
             tally.written += s.records_written;
