@@ -41,6 +41,10 @@ pub struct Fingerprints {
     /// Coverage start in milliseconds (`None`: covers nothing; `i64::MIN`: everything).
     from: Option<i64>,
     map: HashMap<u64, Fp, foldhash::fast::RandomState>,
+    /// During a run: entries older than this were dropped to bound memory (not stored).
+    dropped_below: Option<i64>,
+    /// During a run: the size at which [`Fingerprints::bound`] prunes next (not stored).
+    next_bound: usize,
 }
 
 /// What to do with a fetched record.
@@ -56,6 +60,8 @@ pub enum Verdict {
 }
 
 const MAGIC: &[u8; 8] = b"RSFP\x01\0\0\0";
+/// [`Fingerprints::bound`] leaves sets this small alone.
+const MIN_BOUND: usize = 1 << 14;
 const ENTRY: usize = 32;
 
 impl Fingerprints {
@@ -117,10 +123,48 @@ impl Fingerprints {
         Verdict::Write { late }
     }
 
+    /// Bounds memory during a run. `floor` is a lower bound on what the next run's window
+    /// start will be (the run's cursor so far, minus the buffer): entries older than it are
+    /// dropped once the set has doubled, and beyond `max` the oldest go (cheap to call often).
+    /// Dropping only ever costs a write the next run could have skipped.
+    pub fn bound(&mut self, floor: Option<DateTime<Utc>>, max: usize) {
+        if self.map.len() <= self.next_bound.max(MIN_BOUND) {
+            return;
+        }
+        if let Some(floor) = floor {
+            let f = floor.timestamp_millis();
+            self.map.retain(|_, fp| fp.updated_ms >= f);
+            self.dropped_below = Some(self.dropped_below.map_or(f, |d| d.max(f)));
+        }
+        if self.map.len() > max {
+            let cut = self.cut(max);
+            self.dropped_below = Some(self.dropped_below.map_or(cut + 1, |d| d.max(cut + 1)));
+        }
+        self.next_bound = self
+            .map
+            .len()
+            .saturating_mul(2)
+            .min(max.saturating_add(max / 4));
+    }
+
+    /// Keeps the newest `max` entries (strictly newer than the first that does not fit, so
+    /// that a timestamp is either wholly in or wholly out); returns that first timestamp.
+    fn cut(&mut self, max: usize) -> i64 {
+        let mut times: Vec<i64> = self.map.values().map(|fp| fp.updated_ms).collect();
+        let (_, cut, _) = times.select_nth_unstable_by(max, |a, b| b.cmp(a));
+        let cut = *cut;
+        self.map.retain(|_, fp| fp.updated_ms > cut);
+        cut
+    }
+
     /// After a run: the coverage becomes `covered` (what this run and the previous set
     /// together prove, see [`Fingerprints::after_run`]), then entries older than `keep_from`
     /// are dropped, then the oldest beyond `max`.
     fn prune(&mut self, covered: Option<i64>, keep_from: Option<i64>, max: usize) {
+        let covered = match (covered, self.dropped_below.take()) {
+            (Some(c), Some(d)) => Some(c.max(d)),
+            (c, _) => c,
+        };
         let mut from = match (covered, keep_from) {
             (Some(c), Some(k)) => Some(c.max(k)),
             (c, None) => c,
@@ -130,11 +174,7 @@ impl Fingerprints {
             self.map.retain(|_, fp| fp.updated_ms >= k);
         }
         if self.map.len() > max {
-            let mut times: Vec<i64> = self.map.values().map(|fp| fp.updated_ms).collect();
-            times.sort_unstable_by(|a, b| b.cmp(a));
-            // Keep strictly newer than the first version that does not fit.
-            let cut = times[max];
-            self.map.retain(|_, fp| fp.updated_ms > cut);
+            let cut = self.cut(max);
             from = Some(from.map_or(cut + 1, |f| f.max(cut + 1)));
         }
         if self.map.is_empty() && from.is_none() {
@@ -216,6 +256,7 @@ impl Fingerprints {
         Ok(Fingerprints {
             from: (from != i64::MAX).then_some(from),
             map,
+            ..Fingerprints::default()
         })
     }
 }
@@ -319,6 +360,46 @@ mod tests {
         partial.after_run(None, None, false, Some(ts("2024-01-15T09:00:00Z")), 100);
         assert_eq!(partial.covers_from(), None);
         assert_eq!(partial.len(), 1, "but it remembers what it wrote");
+    }
+
+    #[test]
+    fn memory_is_bounded_during_a_run() {
+        let t0 = ts("2024-01-15T00:00:00Z");
+        let mut fps = Fingerprints::empty();
+        let n = 300_000;
+        for i in 0..n {
+            let t = replay_sync_ts(t0 + TimeDelta::seconds(i));
+            fps.check(&rec(&format!("r{i}"), &t, "x"), None, true);
+            if i % 1000 == 0 {
+                // The cursor so far, minus a one-hour buffer.
+                let floor = t0 + TimeDelta::seconds(i) - TimeDelta::hours(1);
+                fps.bound(Some(floor), 500_000);
+                assert!(fps.len() <= 2 * MIN_BOUND + 1000, "{i}: {}", fps.len());
+            }
+        }
+        // The coverage does not claim what was dropped.
+        let end = t0 + TimeDelta::seconds(n - 1);
+        fps.after_run(None, None, true, Some(end - TimeDelta::hours(1)), 500_000);
+        assert_eq!(fps.len(), 3601);
+        assert_eq!(fps.covers_from(), Some(end - TimeDelta::hours(1)));
+
+        // Beyond `max`, the newest stay and the coverage shrinks to them.
+        let mut capped = Fingerprints::empty();
+        for i in 0..200_000 {
+            let t = replay_sync_ts(t0 + TimeDelta::seconds(i));
+            capped.check(&rec(&format!("r{i}"), &t, "x"), None, true);
+            capped.bound(None, 100_000);
+        }
+        assert!(capped.len() <= 125_000);
+        capped.after_run(None, None, true, None, 100_000);
+        assert!(capped.len() <= 100_000);
+        let from = capped.covers_from().unwrap();
+        assert!(from > t0 + TimeDelta::seconds(99_999), "{from}");
+        assert!(from <= t0 + TimeDelta::seconds(100_000), "{from}");
+    }
+
+    fn replay_sync_ts(t: DateTime<Utc>) -> String {
+        crate::window::format_ts(t)
     }
 
     #[test]

@@ -514,6 +514,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
 
         // What the overlap already wrote. A manual replay writes everything it reads (and
         // measures no lateness), but still hands on what it wrote.
+        let fingerprinting = self.settings.fingerprint_max > 0;
         let mut fps = self.load_fingerprints(stored).await;
         let previous_coverage = fps.covers_from();
         let skip_known = req.state_override.is_none();
@@ -558,7 +559,12 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                             ascending = false;
                         }
                         last_seen = last_seen.max(Some(r.updated_at));
-                        match fps.check(&r, late_since, skip_known) {
+                        let verdict = if fingerprinting {
+                            fps.check(&r, late_since, skip_known)
+                        } else {
+                            Verdict::Write { late: None }
+                        };
+                        match verdict {
                             Verdict::Write { late: lateness } => {
                                 if let Some(l) = lateness {
                                     late += 1;
@@ -585,6 +591,16 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                         }
                     }
                 }
+            }
+            if fingerprinting {
+                // The final cursor will be at least this: older fingerprints are not needed.
+                let floor = last_seen
+                    .map(|t| t.min(started_at))
+                    .max(stored.cursor.filter(|_| !req.rewind));
+                fps.bound(
+                    window::since(floor, self.settings.buffer),
+                    self.settings.fingerprint_max,
+                );
             }
             if stop_at.is_some_and(|at| Deadline::now() >= at) {
                 stopped_early = true;
