@@ -15,7 +15,8 @@ use crate::record::Record;
 pub struct Batcher {
     limits: BatchLimits,
     records: Vec<Record>,
-    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    /// Position of each id in `records`, by the id's hash (ids are compared on a hit).
+    index: HashMap<u64, usize, foldhash::fast::RandomState>,
     bytes: usize,
     deduplicated: u64,
 }
@@ -33,7 +34,19 @@ impl Batcher {
 
     /// Adds a record. Returns the previous batch when this record did not fit into it.
     pub fn push(&mut self, record: Record) -> Option<Vec<Record>> {
-        if let Some(&i) = self.index.get(&record.id) {
+        let found = self.index.get(&record.id_hash).copied();
+        // Two ids with one 64-bit hash (never seen in practice): they must not be merged, so
+        // the batch closes and the record starts the next one.
+        if let Some(i) = found
+            && self.records[i].id != record.id
+        {
+            let flushed = self.take();
+            self.bytes = record.line_len();
+            self.index.insert(record.id_hash, 0);
+            self.records.push(record);
+            return flushed;
+        }
+        if let Some(i) = found {
             self.deduplicated += 1;
             let current = &mut self.records[i];
             if record.updated_at >= current.updated_at {
@@ -47,7 +60,7 @@ impl Batcher {
                 || self.bytes + record.line_len() > self.limits.max_bytes);
         let flushed = if full { self.take() } else { None };
         self.bytes += record.line_len();
-        self.index.insert(record.id.clone(), self.records.len());
+        self.index.insert(record.id_hash, self.records.len());
         self.records.push(record);
         flushed
     }
@@ -95,6 +108,21 @@ mod tests {
                 Entry::Rejected(r) => panic!("{r:?}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn ids_sharing_a_hash_are_never_merged() {
+        let mut rs = recs(&[("a", "2024-01-15T10:00:00Z"), ("b", "2024-01-15T10:00:00Z")]);
+        rs[1].id_hash = rs[0].id_hash; // a collision, forced
+        let mut b = Batcher::new(BatchLimits::default());
+        let mut it = rs.into_iter();
+        assert!(b.push(it.next().unwrap()).is_none());
+        let first = b.push(it.next().unwrap()).expect("the batch closes");
+        assert_eq!(first.len(), 1);
+        assert_eq!(&*first[0].id, "\"a\"");
+        let second = b.take().unwrap();
+        assert_eq!(&*second[0].id, "\"b\"", "b is kept, in the next batch");
+        assert_eq!(b.deduplicated(), 0);
     }
 
     #[test]

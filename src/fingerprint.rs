@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::record::Record;
 
@@ -93,7 +93,7 @@ impl Fingerprints {
         previous_cursor: Option<DateTime<Utc>>,
         skip: bool,
     ) -> Verdict {
-        let id = xxh3_64(r.id.as_bytes());
+        let id = r.id_hash;
         let content = xxh3_128(r.json().as_bytes());
         let t = r.updated_at.timestamp_millis();
         let seen = self.map.get(&id).copied();

@@ -17,6 +17,8 @@ use crate::window;
 pub struct Record {
     /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key.
     pub id: Box<str>,
+    /// XXH3-64 of `id`, computed once (batch index, fingerprints).
+    pub id_hash: u64,
     /// `updatedAt`, normalised to UTC.
     pub updated_at: DateTime<Utc>,
     /// The record's JSON object text, on one line.
@@ -165,6 +167,7 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
         );
     };
     Ok(Entry::Valid(Record {
+        id_hash: xxhash_rust::xxh3::xxh3_64(id.as_bytes()),
         id,
         updated_at,
         json,
