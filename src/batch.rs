@@ -38,7 +38,7 @@ impl Batcher {
         // Two ids with one 64-bit hash (never seen in practice): they must not be merged, so
         // the batch closes and the record starts the next one.
         if let Some(i) = found
-            && self.records[i].id != record.id
+            && self.records[i].id() != record.id()
         {
             let flushed = self.take();
             self.bytes = record.line_len();
@@ -119,9 +119,9 @@ mod tests {
         assert!(b.push(it.next().unwrap()).is_none());
         let first = b.push(it.next().unwrap()).expect("the batch closes");
         assert_eq!(first.len(), 1);
-        assert_eq!(&*first[0].id, "\"a\"");
+        assert_eq!(first[0].id(), "\"a\"");
         let second = b.take().unwrap();
-        assert_eq!(&*second[0].id, "\"b\"", "b is kept, in the next batch");
+        assert_eq!(second[0].id(), "\"b\"", "b is kept, in the next batch");
         assert_eq!(b.deduplicated(), 0);
     }
 
@@ -138,7 +138,7 @@ mod tests {
         }
         let batch = b.take().unwrap();
         assert_eq!(batch.len(), 2);
-        assert_eq!(&*batch[0].id, "\"a\"");
+        assert_eq!(batch[0].id(), "\"a\"");
         assert_eq!(
             crate::window::format_ts(batch[0].updated_at),
             "2024-01-15T11:00:00Z"

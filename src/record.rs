@@ -15,14 +15,23 @@ use crate::window;
 /// A valid record: it has an `id` and a parsable, zoned `updatedAt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key.
-    pub id: Box<str>,
+    /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key. Usually a
+    /// range of `json` (no allocation), see [`Record::id`].
+    id: IdText,
     /// XXH3-64 of `id`, computed once (batch index, fingerprints).
     pub id_hash: u64,
     /// `updatedAt`, normalised to UTC.
     pub updated_at: DateTime<Utc>,
     /// The record's JSON object text, on one line.
     json: Box<str>,
+}
+
+/// Where a record's canonical id text lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IdText {
+    /// `json[start..end]` is already canonical.
+    InJson(u32, u32),
+    Owned(Box<str>),
 }
 
 /// An item of the records array that cannot be synced, and why. It is written to
@@ -49,6 +58,14 @@ pub struct ParsedPage {
 }
 
 impl Record {
+    /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key.
+    pub fn id(&self) -> &str {
+        match &self.id {
+            IdText::InJson(start, end) => &self.json[*start as usize..*end as usize],
+            IdText::Owned(s) => s,
+        }
+    }
+
     /// Encoded size of this record's line, `_synced_at` included (an upper bound).
     pub fn line_len(&self) -> usize {
         self.json.len() + SYNCED_AT_OVERHEAD
@@ -122,7 +139,8 @@ struct Keys<'a> {
 /// an [`Entry::Rejected`]. `multiline`: the text may contain raw line breaks between tokens
 /// (the scanner knows; when unsure, pass `true`).
 pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    let json: Box<str> = if multiline && text.contains(['\n', '\r']) {
+    let compacted = multiline && text.contains(['\n', '\r']);
+    let json: Box<str> = if compacted {
         compact(text).into()
     } else {
         text.into()
@@ -150,8 +168,17 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
     let Some(id) = keys.id else {
         return reject("missing `id` (absent or null)".into());
     };
-    let id = match canonical_id(id.get()) {
-        Ok(id) => id,
+    let raw = id.get();
+    let id = match canonical_id(raw) {
+        // The raw text is canonical and sits at the same place in `json` (not compacted).
+        Ok(std::borrow::Cow::Borrowed(_)) if !compacted => {
+            let start = raw.as_ptr() as usize - text.as_ptr() as usize;
+            match (u32::try_from(start), u32::try_from(start + raw.len())) {
+                (Ok(s), Ok(e)) => IdText::InJson(s, e),
+                _ => IdText::Owned(raw.into()),
+            }
+        }
+        Ok(c) => IdText::Owned(c.into_owned().into_boxed_str()),
         Err(why) => return reject(why),
     };
     let Some(updated) = keys.updated_at else {
@@ -166,17 +193,19 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
                 .into(),
         );
     };
-    Ok(Entry::Valid(Record {
-        id_hash: xxhash_rust::xxh3::xxh3_64(id.as_bytes()),
+    let mut record = Record {
+        id_hash: 0,
         id,
         updated_at,
         json,
-    }))
+    };
+    record.id_hash = xxhash_rust::xxh3::xxh3_64(record.id().as_bytes());
+    Ok(Entry::Valid(record))
 }
 
 /// The id as canonical JSON text, so that `"42"` and `42` stay distinct keys and two
 /// spellings of the same string (`"a"`, `"\u0061"`) are one key.
-fn canonical_id(text: &str) -> Result<Box<str>, String> {
+fn canonical_id(text: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     match text.as_bytes().first() {
         Some(b'"') if !text.contains('\\') => Ok(text.into()),
         Some(b'"') => serde_json::from_str::<String>(text)
@@ -237,7 +266,7 @@ mod tests {
         let Entry::Valid(r) = &p.entries[0] else {
             panic!()
         };
-        assert_eq!(&*r.id, "\"a\"");
+        assert_eq!(r.id(), "\"a\"");
         let mut out = Vec::new();
         r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
         assert_eq!(
@@ -324,10 +353,23 @@ mod tests {
             .entries
             .iter()
             .map(|e| match e {
-                Entry::Valid(r) => &*r.id,
+                Entry::Valid(r) => r.id(),
                 Entry::Rejected(_) => panic!(),
             })
             .collect();
         assert_eq!(ids, ["\"a\"", "\"42\"", "42"]);
+
+        // A pretty-printed record is compacted; its id is still exactly the id.
+        let p = page("{\"data\":[{\n  \"x\": 1,\n  \"id\": \"b\",\n  \"updatedAt\": \"2024-01-15T10:30:00Z\"\n}]}")
+            .unwrap();
+        let Entry::Valid(r) = &p.entries[0] else {
+            panic!()
+        };
+        assert_eq!(r.id(), "\"b\"");
+        assert_eq!(
+            r.json(),
+            r#"{"x":1,"id":"b","updatedAt":"2024-01-15T10:30:00Z"}"#
+        );
+        assert_eq!(r.id_hash, xxhash_rust::xxh3::xxh3_64(b"\"b\""));
     }
 }
