@@ -175,12 +175,17 @@ fn sync(port: u16, dir: &std::path::Path) -> (Duration, u64, serde_json::Value) 
         .env("RUST_LOG", "warn")
         // Tuning knobs for experiments pass through.
         .envs(std::env::vars().filter(|(k, _)| k.starts_with("BATCH_") || k.starts_with("MALLOC_")))
+        .envs(std::env::vars().filter(|(k, _)| k == "FINGERPRINT_MAX"))
         .stdout(std::process::Stdio::piped())
+        // The metrics line and warnings: shown only if the run fails.
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let status_path = format!("/proc/{}/status", child.id());
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
     let mut peak_kib = 0u64;
     while child.try_wait().unwrap().is_none() {
         if let Ok(status) = std::fs::read_to_string(&status_path)
@@ -200,10 +205,11 @@ fn sync(port: u16, dir: &std::path::Path) -> (Duration, u64, serde_json::Value) 
     }
     let elapsed = t0.elapsed();
     let text = reader.join().unwrap();
+    let log = log.join().unwrap();
     (
         elapsed,
         peak_kib,
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{log}")),
     )
 }
 
