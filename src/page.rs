@@ -251,6 +251,19 @@ impl PageScanner {
                 State::ElemOrEnd { first } => match b {
                     b']' if first => self.array_done(),
                     b']' | b',' | b'}' | b':' => return Err(self.unexpected(b, i)),
+                    b'{' => {
+                        // The common case, an object wholly inside this chunk: one pass of
+                        // serde reads it in place. Anything else (cut by the chunk's end, not
+                        // usable, not valid) takes the general path below, which decides.
+                        if let Some((entry, len)) = record::parse_in_place(&chunk[i..]) {
+                            out.push(entry);
+                            i += len;
+                            self.state = State::ElemCommaOrEnd;
+                        } else {
+                            self.start_value(State::Elem);
+                        }
+                        continue;
+                    }
                     _ => {
                         self.start_value(State::Elem);
                         continue;

@@ -126,8 +126,9 @@ pub fn parse_page(
     })
 }
 
+/// The two fields the sync needs, borrowed from the record's text.
 #[derive(Deserialize)]
-struct Keys<'a> {
+pub(crate) struct Keys<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(rename = "updatedAt", borrow, default)]
@@ -139,16 +140,10 @@ struct Keys<'a> {
 /// an [`Entry::Rejected`]. `multiline`: the text may contain raw line breaks between tokens
 /// (the scanner knows; when unsure, pass `true`).
 pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    let compacted = multiline && text.contains(['\n', '\r']);
-    let json: Box<str> = if compacted {
-        compact(text).into()
-    } else {
-        text.into()
-    };
     let reject = |reason: String| {
         Ok(Entry::Rejected(Rejected {
             reason,
-            json: json.clone(),
+            json: one_line(text, multiline).0,
         }))
     };
     if !text.starts_with('{') {
@@ -165,6 +160,41 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
         }
         Err(e) => return Err(e),
     };
+    Ok(from_keys(text, keys, multiline))
+}
+
+/// Reads the JSON object at the start of `bytes` in place, if it is complete there, valid,
+/// and has usable keys: returns its entry and its length. `None` means "not sure": the
+/// caller buffers the element and calls [`parse_record`], which gives the definite answer.
+pub(crate) fn parse_in_place(bytes: &[u8]) -> Option<(Entry, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Keys>();
+    let keys = values.next()?.ok()?;
+    let len = values.byte_offset();
+    let text = std::str::from_utf8(bytes.get(..len)?).ok()?;
+    // Raw line breaks can only sit between tokens (JSON strings cannot hold them).
+    let multiline = memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some();
+    Some((from_keys(text, keys, multiline), len))
+}
+
+/// The record's text on one line, and whether it had to be compacted.
+fn one_line(text: &str, multiline: bool) -> (Box<str>, bool) {
+    if multiline && text.contains(['\n', '\r']) {
+        (compact(text).into(), true)
+    } else {
+        (text.into(), false)
+    }
+}
+
+/// The entry for a JSON object `text` (already known to be valid JSON) whose `id` and
+/// `updatedAt` were read into `keys`, borrowed from `text`.
+pub(crate) fn from_keys(text: &str, keys: Keys<'_>, multiline: bool) -> Entry {
+    let (json, compacted) = one_line(text, multiline);
+    let reject = |reason: String| {
+        Entry::Rejected(Rejected {
+            reason,
+            json: json.clone(),
+        })
+    };
     let Some(id) = keys.id else {
         return reject("missing `id` (absent or null)".into());
     };
@@ -172,9 +202,15 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
     let id = match canonical_id(raw) {
         // The raw text is canonical and sits at the same place in `json` (not compacted).
         Ok(std::borrow::Cow::Borrowed(_)) if !compacted => {
-            let start = raw.as_ptr() as usize - text.as_ptr() as usize;
-            match (u32::try_from(start), u32::try_from(start + raw.len())) {
-                (Ok(s), Ok(e)) => IdText::InJson(s, e),
+            // `raw` borrows from `text`: its offset there (checked, not assumed).
+            let range = (raw.as_ptr() as usize)
+                .checked_sub(text.as_ptr() as usize)
+                .map(|start| (start, start + raw.len()))
+                .filter(|&(_, end)| text.get(..end).is_some());
+            match range.map(|(s, e)| (u32::try_from(s), u32::try_from(e))) {
+                Some((Ok(s), Ok(e))) if json.get(s as usize..e as usize) == Some(raw) => {
+                    IdText::InJson(s, e)
+                }
                 _ => IdText::Owned(raw.into()),
             }
         }
@@ -200,7 +236,7 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
         json,
     };
     record.id_hash = xxhash_rust::xxh3::xxh3_64(record.id().as_bytes());
-    Ok(Entry::Valid(record))
+    Entry::Valid(record)
 }
 
 /// The id as canonical JSON text, so that `"42"` and `42` stay distinct keys and two
