@@ -72,7 +72,12 @@ impl Batcher {
         }
         self.index.clear();
         self.bytes = 0;
-        Some(std::mem::take(&mut self.records))
+        // The next batch is likely as large: no regrowing (and copying) it record by record.
+        let capacity = self.records.len();
+        Some(std::mem::replace(
+            &mut self.records,
+            Vec::with_capacity(capacity),
+        ))
     }
 
     /// Records dropped because a newer (or equal) version of their id was in the same batch.
