@@ -154,6 +154,15 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
             replay_sync::Status::Completed,
             "seed {seed} run {k}"
         );
+        assert_eq!(
+            s.records_fetched,
+            s.records_written
+                + s.records_rejected
+                + s.records_deduplicated
+                + s.records_skipped
+                + s.records_stale,
+            "seed {seed} run {k}: every fetched record is accounted for"
+        );
         absorb(&mut view, &env.lines(&s.objects).await);
         out.late += s.late_records;
         out.max_lateness = out.max_lateness.max(s.max_lateness_seconds);
