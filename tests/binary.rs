@@ -1,13 +1,14 @@
 //! The real `replay-sync` binary in its local mode (`replay-sync invoke`), as an operator
 //! runs it: events from `events/`, configuration from the environment, summary on stdout.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use common::fixture::{FixtureApi, Response};
-use common::peers;
+use common::{peers, summary};
 use serde_json::Value;
 
 fn event(name: &str) -> String {
@@ -30,21 +31,6 @@ fn run(cwd: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run replay-sync")
-}
-
-fn summary(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not the summary JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 fn playground_env() -> Vec<(&'static str, String)> {

@@ -5,30 +5,18 @@
 //! The crash tests halt the process at a named step (`REPLAY_SYNC_FAILPOINT`, see
 //! `src/failpoint.rs`), SIGKILL it there, and rerun the same invocation, as Lambda retries it.
 
+#[macro_use]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixture::{self, FixtureApi, Paging, user};
-use common::{Env, Kind, peers};
+use common::{Env, Kind, peers, summary};
 use serde_json::{Value, json};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod file {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(super::Kind::File).await })*
-        }
-        mod aws {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(super::Kind::Aws).await })*
-        }
-    };
-}
 
 on_both_backends!(
     a_crash_at_any_step_converges_on_retry,
@@ -55,21 +43,6 @@ fn command(env: &Env, api_url: &str, extra: &[(&str, &str)], args: &[&str]) -> C
         cmd.env(k, v);
     }
     cmd
-}
-
-fn summary(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not the summary JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 /// A scheduled event with the given id, written to a file in `dir`.

@@ -12,6 +12,7 @@
 //!
 //! Schedules come from fixed seeds (the test is deterministic); `LAG_SEED=N` adds one.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -23,19 +24,6 @@ use common::{Env, Kind, source};
 use replay_sync::RunRequest;
 use replay_sync::sync::Invocation;
 use serde_json::Value;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod file {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(super::Kind::File).await })*
-        }
-        mod aws {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() { super::$name(super::Kind::Aws).await })*
-        }
-    };
-}
 
 on_both_backends!(
     no_row_is_missed_when_every_lag_fits_the_buffer,

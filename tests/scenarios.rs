@@ -2,6 +2,7 @@
 //! state, directory output) and the AWS one (DynamoDB + S3 on moto, through the real SDK).
 //! The API is the real playground where it covers the case, else the fixture API.
 
+#[macro_use]
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -14,27 +15,6 @@ use replay_sync::config::BatchLimits;
 use replay_sync::state::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use replay_sync::{Error, RunRequest, Status};
 use serde_json::{Value, json};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod file {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Kind::File).await
-                }
-            )*
-        }
-        mod aws {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Kind::Aws).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     full_sync_lands_every_playground_user,

@@ -4,11 +4,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use std::fs::File;
-use std::io::Write;
-
 use super::{Put, Sink};
 use crate::error::{Error, Result};
+use crate::state::file::write_beside;
 
 #[derive(Debug, Clone)]
 pub struct DirSink {
@@ -72,31 +70,14 @@ impl DirSink {
     }
 }
 
-/// Writes `body` to a temporary file beside `path`, fsyncs it and hard-links it to `path`,
-/// which fails if `path` exists (so an object is never replaced), then fsyncs the directory.
+/// Writes `body` to a durable temporary file beside `path` and hard-links it to `path`,
+/// which fails if `path` exists (so an object is never replaced); the link is made durable.
 fn create_new(path: &Path, body: &[u8]) -> std::io::Result<Put> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Put::Exists),
-            Err(e) => return Err(e),
+    write_beside(path, body, |tmp, path| {
+        match std::fs::hard_link(tmp, path) {
+            Ok(()) => Ok(Put::Created),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Put::Exists),
+            Err(e) => Err(e),
         }
-        File::open(dir)?.sync_all()?;
-        Ok(Put::Created)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    })
 }

@@ -152,9 +152,14 @@ fn lease_fields(lease: Option<&Lease>) -> (Option<String>, Option<String>) {
     }
 }
 
-/// Writes `body` to a temporary file beside `path`, fsyncs it, renames it over `path` and
-/// fsyncs the directory, so `path` holds the old or the new content, whole.
-pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+/// Writes `body` to a durable temporary file beside `path`, then calls `place(temp, path)`
+/// (which puts it in place) and fsyncs the directory so that the placing is durable too.
+/// The temporary file is removed afterwards (a rename leaves nothing to remove).
+pub(crate) fn write_beside<T>(
+    path: &Path,
+    body: &[u8],
+    place: impl FnOnce(&Path, &Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -172,14 +177,17 @@ pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> 
         let mut f = File::create(&tmp)?;
         f.write_all(body)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        File::open(&dir)?.sync_all()
+        let placed = place(&tmp, path)?;
+        File::open(&dir)?.sync_all()?;
+        Ok(placed)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+    let _ = fs::remove_file(&tmp);
     result
+}
+
+/// Replaces `path` with `body` atomically: readers see the old or the new content, whole.
+pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    write_beside(path, body, |tmp, path| fs::rename(tmp, path))
 }
 
 impl StateStore for FileStateStore {

@@ -2,6 +2,30 @@
 //! on moto) behind one interface so that one scenario suite runs on both.
 #![allow(dead_code)]
 
+/// Defines each scenario `fn name(kind: Kind)` as two tests, `file::name` (file state,
+/// directory output) and `aws::name` (DynamoDB and S3 in moto).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::File).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Aws).await
+                }
+            )*
+        }
+    };
+}
+
 pub mod fixture;
 pub mod peers;
 pub mod replica;
@@ -391,4 +415,21 @@ pub async fn commit<S: StateStore>(
         )
         .await
         .expect("checkpoint")
+}
+
+/// The run summary a `replay-sync invoke` process printed (it must have succeeded).
+#[allow(dead_code)]
+pub fn summary(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not the summary JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
