@@ -25,6 +25,29 @@ pub struct PageScanner {
     next: Option<String>,
     /// Bytes consumed so far (for messages).
     offset: usize,
+    /// Where the element being read started in the current chunk (`None`: in an earlier
+    /// chunk, its first bytes are in `buf`).
+    elem_start: Option<usize>,
+}
+
+/// One element of the records array, as its bytes, not yet parsed: a range of the network
+/// chunk it arrived in (no copy) unless it spanned chunks.
+#[derive(Debug, Clone)]
+pub struct RawElement {
+    bytes: bytes::Bytes,
+    /// A raw line break between tokens was seen (the record must be compacted).
+    multiline: bool,
+}
+
+impl RawElement {
+    /// Validates the element: `Err` says the body is not valid JSON or UTF-8; a valid
+    /// element that cannot be synced is an [`Entry::Rejected`].
+    pub fn parse(&self) -> Result<Entry, String> {
+        let text = std::str::from_utf8(&self.bytes)
+            .map_err(|_| "the body is not valid UTF-8".to_string())?;
+        record::parse_record(text, self.multiline)
+            .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,17 +192,61 @@ impl PageScanner {
             seen_records: false,
             next: None,
             offset: 0,
+            elem_start: None,
         }
     }
 
-    /// Feeds the next bytes of the body; completed records are appended to `out`.
-    /// An error says what is wrong with the body (never quoting a record).
+    /// Feeds the next bytes of the body; completed records are parsed and appended to
+    /// `out`. An error says what is wrong with the body (never quoting a record).
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Entry>) -> Result<(), String> {
+        let mut raw = Vec::new();
+        self.feed_raw(&bytes::Bytes::copy_from_slice(chunk), &mut raw)?;
+        for r in &raw {
+            out.push(r.parse()?);
+        }
+        Ok(())
+    }
+
+    /// Like [`PageScanner::feed`], but hands out the completed elements unparsed (parse them
+    /// with [`RawElement::parse`], in order, possibly elsewhere): the page's structure is
+    /// checked here, each record's validity there.
+    pub fn feed_raw(
+        &mut self,
+        chunk: &bytes::Bytes,
+        out: &mut Vec<RawElement>,
+    ) -> Result<(), String> {
         let mut i = 0;
         while i < chunk.len() {
             let b = chunk[i];
             match self.state {
-                State::Capture | State::Elem => {
+                State::Elem => {
+                    // Exclusive end of the element in this chunk.
+                    let end = match self.value.step(&chunk[i..]) {
+                        Scan::More => {
+                            let from = self.elem_start.take().unwrap_or(i);
+                            self.buf.extend_from_slice(&chunk[from..]);
+                            i = chunk.len();
+                            continue;
+                        }
+                        Scan::End(j) => i + j + 1,
+                        Scan::EndBefore(j) => i + j,
+                    };
+                    let bytes = match self.elem_start.take() {
+                        Some(start) => chunk.slice(start..end),
+                        None => {
+                            self.buf.extend_from_slice(&chunk[i..end]);
+                            bytes::Bytes::from(std::mem::take(&mut self.buf))
+                        }
+                    };
+                    out.push(RawElement {
+                        bytes,
+                        multiline: self.value.multiline,
+                    });
+                    self.state = State::ElemCommaOrEnd;
+                    i = end;
+                    continue;
+                }
+                State::Capture => {
                     match self.value.step(&chunk[i..]) {
                         Scan::More => {
                             self.buf.extend_from_slice(&chunk[i..]);
@@ -188,12 +255,12 @@ impl PageScanner {
                         Scan::End(j) => {
                             self.buf.extend_from_slice(&chunk[i..=i + j]);
                             i += j + 1;
-                            self.value_done(out)?;
+                            self.value_done()?;
                         }
                         Scan::EndBefore(j) => {
                             self.buf.extend_from_slice(&chunk[i..i + j]);
                             i += j;
-                            self.value_done(out)?;
+                            self.value_done()?;
                         }
                     }
                     continue;
@@ -251,21 +318,9 @@ impl PageScanner {
                 State::ElemOrEnd { first } => match b {
                     b']' if first => self.array_done(),
                     b']' | b',' | b'}' | b':' => return Err(self.unexpected(b, i)),
-                    b'{' => {
-                        // The common case, an object wholly inside this chunk: one pass of
-                        // serde reads it in place. Anything else (cut by the chunk's end, not
-                        // usable, not valid) takes the general path below, which decides.
-                        if let Some((entry, len)) = record::parse_in_place(&chunk[i..]) {
-                            out.push(entry);
-                            i += len;
-                            self.state = State::ElemCommaOrEnd;
-                        } else {
-                            self.start_value(State::Elem);
-                        }
-                        continue;
-                    }
                     _ => {
                         self.start_value(State::Elem);
+                        self.elem_start = Some(i);
                         continue;
                     }
                 },
@@ -356,16 +411,10 @@ impl PageScanner {
         self.state = State::AfterValue;
     }
 
-    fn value_done(&mut self, out: &mut Vec<Entry>) -> Result<(), String> {
+    /// A top-level value other than the records array is complete in `buf`.
+    fn value_done(&mut self) -> Result<(), String> {
         let text = std::str::from_utf8(&self.buf)
             .map_err(|_| "the body is not valid UTF-8".to_string())?;
-        if self.state == State::Elem {
-            let entry = record::parse_record(text, self.value.multiline)
-                .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))?;
-            out.push(entry);
-            self.state = State::ElemCommaOrEnd;
-            return Ok(());
-        }
         match self.target {
             Target::Next => {
                 let next: Option<String> = serde_json::from_str(text).map_err(|e| {

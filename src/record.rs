@@ -163,19 +163,6 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
     Ok(from_keys(text, keys, multiline))
 }
 
-/// Reads the JSON object at the start of `bytes` in place, if it is complete there, valid,
-/// and has usable keys: returns its entry and its length. `None` means "not sure": the
-/// caller buffers the element and calls [`parse_record`], which gives the definite answer.
-pub(crate) fn parse_in_place(bytes: &[u8]) -> Option<(Entry, usize)> {
-    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Keys>();
-    let keys = values.next()?.ok()?;
-    let len = values.byte_offset();
-    let text = std::str::from_utf8(bytes.get(..len)?).ok()?;
-    // Raw line breaks can only sit between tokens (JSON strings cannot hold them).
-    let multiline = memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some();
-    Some((from_keys(text, keys, multiline), len))
-}
-
 /// The record's text on one line, and whether it had to be compacted.
 fn one_line(text: &str, multiline: bool) -> (Box<str>, bool) {
     if multiline && text.contains(['\n', '\r']) {

@@ -26,7 +26,8 @@ use super::retry::{self, Attempt};
 use super::{Chunk, PageEnd, Pages, Source};
 use crate::config::ApiConfig;
 use crate::error::{Error, Result};
-use crate::page::PageScanner;
+use crate::page::{PageScanner, RawElement};
+use crate::record::Entry;
 use crate::window;
 
 const EXCERPT_CHARS: usize = 200;
@@ -99,7 +100,7 @@ impl HttpSource {
         self,
         first: Url,
         deadline: Option<Instant>,
-        tx: mpsc::Sender<Result<Option<Chunk>>>,
+        tx: mpsc::Sender<Result<Option<Part>>>,
     ) {
         let result = self.read_all(first, deadline, &tx).await;
         let last = match result {
@@ -113,7 +114,7 @@ impl HttpSource {
         &self,
         first: Url,
         deadline: Option<Instant>,
-        tx: &mpsc::Sender<Result<Option<Chunk>>>,
+        tx: &mpsc::Sender<Result<Option<Part>>>,
     ) -> Result<()> {
         let origin = first.origin();
         let mut visited = HashSet::new();
@@ -125,10 +126,7 @@ impl HttpSource {
             })
             .await?;
             if tx
-                .send(Ok(Some(Chunk {
-                    entries: Vec::new(),
-                    page_end: Some(PageEnd { bytes }),
-                })))
+                .send(Ok(Some(Part::PageEnd(PageEnd { bytes }))))
                 .await
                 .is_err()
             {
@@ -169,7 +167,7 @@ impl HttpSource {
         &self,
         url: &Url,
         attempt: u32,
-        tx: &mpsc::Sender<Result<Option<Chunk>>>,
+        tx: &mpsc::Sender<Result<Option<Part>>>,
     ) -> Attempt<(u64, Option<String>)> {
         let transport = |e: reqwest::Error| {
             // Timeouts, refused or reset connections, bodies cut short: worth another try.
@@ -239,22 +237,27 @@ impl HttpSource {
                 Err(e) => return transport(e),
             };
             bytes += chunk.len() as u64;
-            let mut entries = Vec::new();
-            if let Err(message) = scanner.feed(&chunk, &mut entries) {
+            let mut elements = Vec::new();
+            if let Err(message) = scanner.feed_raw(&chunk, &mut elements) {
                 return Attempt::Fail(Error::MalformedResponse {
                     url: redact(url),
                     message,
                 });
             }
-            if !entries.is_empty()
-                && tx
-                    .send(Ok(Some(Chunk {
-                        entries,
-                        page_end: None,
-                    })))
-                    .await
-                    .is_err()
-            {
+            if elements.is_empty() {
+                continue;
+            }
+            // The records are validated on another worker while this one reads on; the
+            // reader awaits the results in order.
+            let page = redact(url);
+            let parsed = tokio::spawn(async move {
+                elements
+                    .iter()
+                    .map(RawElement::parse)
+                    .collect::<std::result::Result<Vec<Entry>, String>>()
+                    .map_err(|message| Error::MalformedResponse { url: page, message })
+            });
+            if tx.send(Ok(Some(Part::Records(parsed)))).await.is_err() {
                 return Attempt::Done((bytes, None)); // the reader is gone: stop quietly
             }
         }
@@ -290,9 +293,16 @@ impl Source for HttpSource {
     }
 }
 
+/// What the producer sends: the records of a network chunk (being validated by a task of
+/// their own), or the end of a page.
+enum Part {
+    Records(JoinHandle<Result<Vec<Entry>>>),
+    PageEnd(PageEnd),
+}
+
 /// The chunks of one read, produced by a background task; dropping this stops the task.
 pub struct HttpPages {
-    rx: mpsc::Receiver<Result<Option<Chunk>>>,
+    rx: mpsc::Receiver<Result<Option<Part>>>,
     task: JoinHandle<()>,
     url: String,
     finished: bool,
@@ -304,7 +314,27 @@ impl Pages for HttpPages {
             return Ok(None);
         }
         match self.rx.recv().await {
-            Some(Ok(Some(chunk))) => Ok(Some(chunk)),
+            Some(Ok(Some(Part::Records(parsed)))) => match parsed.await {
+                Ok(Ok(entries)) => Ok(Some(Chunk {
+                    entries,
+                    page_end: None,
+                })),
+                Ok(Err(e)) => {
+                    self.finished = true;
+                    Err(e)
+                }
+                Err(e) => {
+                    self.finished = true;
+                    Err(Error::MalformedResponse {
+                        url: self.url.clone(),
+                        message: format!("the record parser task failed: {e}"),
+                    })
+                }
+            },
+            Some(Ok(Some(Part::PageEnd(end)))) => Ok(Some(Chunk {
+                entries: Vec::new(),
+                page_end: Some(end),
+            })),
             Some(Ok(None)) => {
                 self.finished = true;
                 Ok(None)
