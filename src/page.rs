@@ -200,16 +200,19 @@ impl PageScanner {
     /// `out`. An error says what is wrong with the body (never quoting a record).
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Entry>) -> Result<(), String> {
         let mut raw = Vec::new();
-        self.feed_raw(&bytes::Bytes::copy_from_slice(chunk), &mut raw)?;
+        let fed = self.feed_raw(&bytes::Bytes::copy_from_slice(chunk), &mut raw);
+        // The elements completed before a structural error come first in the body: their
+        // errors win, whatever the chunking.
         for r in &raw {
             out.push(r.parse()?);
         }
-        Ok(())
+        fed
     }
 
     /// Like [`PageScanner::feed`], but hands out the completed elements unparsed (parse them
     /// with [`RawElement::parse`], in order, possibly elsewhere): the page's structure is
-    /// checked here, each record's validity there.
+    /// checked here, each record's validity there. On an error, `out` holds the elements
+    /// completed before it: parse them first, so that errors are reported in body order.
     pub fn feed_raw(
         &mut self,
         chunk: &bytes::Bytes,
@@ -386,7 +389,9 @@ impl PageScanner {
 
     fn key_done(&mut self) -> Result<(), String> {
         let raw = &self.buf[1..self.buf.len() - 1];
-        let key: std::borrow::Cow<str> = if raw.contains(&b'\\') {
+        // Escapes need decoding, and control characters make the key invalid JSON (found
+        // by fuzzing): serde decides both.
+        let key: std::borrow::Cow<str> = if raw.iter().any(|&b| b == b'\\' || b < 0x20) {
             serde_json::from_slice::<String>(&self.buf)
                 .map_err(|e| format!("the body is not valid JSON (a bad key: {e})"))?
                 .into()
@@ -486,6 +491,12 @@ mod tests {
             ),
             (r#"{"data": [{"id": 1, "upd"#, "truncated"),
             (r#"{"data": [] "x": 1}"#, "not valid JSON"),
+            // A raw control character in a top-level key (found by fuzzing).
+            ("{\"dat\u{0}\": 1, \"data\": []}", "not valid JSON"),
+            ("{\"data\": [], \"a\u{1e}b\": 1}", "not valid JSON"),
+            // An invalid record before a structural error: the record's error comes first,
+            // in any chunking (found by fuzzing).
+            ("{\"data\": [d\" T", "in a record"),
             (r#"{"data": [1,]}"#, "not valid JSON"),
             (r#"{"data": [,1]}"#, "not valid JSON"),
             (

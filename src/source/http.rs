@@ -238,14 +238,18 @@ impl HttpSource {
             };
             bytes += chunk.len() as u64;
             let mut elements = Vec::new();
-            if let Err(message) = scanner.feed_raw(&chunk, &mut elements) {
-                return Attempt::Fail(Error::MalformedResponse {
+            let fed = scanner.feed_raw(&chunk, &mut elements);
+            let malformed = |message| {
+                Attempt::Fail(Error::MalformedResponse {
                     url: redact(url),
                     message,
-                });
-            }
+                })
+            };
             if elements.is_empty() {
-                continue;
+                match fed {
+                    Ok(()) => continue,
+                    Err(message) => return malformed(message),
+                }
             }
             // The records are validated on another worker while this one reads on; the
             // reader awaits the results in order.
@@ -259,6 +263,10 @@ impl HttpSource {
             });
             if tx.send(Ok(Some(Part::Records(parsed)))).await.is_err() {
                 return Attempt::Done((bytes, None)); // the reader is gone: stop quietly
+            }
+            // After the records that came before it (whose own errors come first).
+            if let Err(message) = fed {
+                return malformed(message);
             }
         }
         let tail = match scanner.finish() {
