@@ -131,7 +131,7 @@ impl ValueScan {
                     i += 1;
                     continue;
                 }
-                let Some(k) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
+                let Some(k) = string_end(&data[i..]) else {
                     return Scan::More;
                 };
                 let j = i + k;
@@ -167,6 +167,21 @@ impl ValueScan {
         }
         Scan::More
     }
+}
+
+/// The first `"` or `\\` in `data`. Most strings in records are short: a plain loop over
+/// the first bytes beats setting up a vector search, which takes over for long strings.
+#[inline]
+fn string_end(data: &[u8]) -> Option<usize> {
+    const SHORT: usize = 24;
+    let head = &data[..data.len().min(SHORT)];
+    if let Some(k) = head.iter().position(|&b| b == b'"' || b == b'\\') {
+        return Some(k);
+    }
+    if data.len() <= SHORT {
+        return None;
+    }
+    memchr::memchr2(b'"', b'\\', &data[SHORT..]).map(|k| k + SHORT)
 }
 
 /// The page's fields other than the records, known once the page is complete.
