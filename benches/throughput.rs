@@ -119,6 +119,14 @@ fn handle(conn: TcpStream, pages: &[Vec<u8>]) {
 }
 
 /// Fetch every page and write its bytes, following the Link header: no JSON parsing.
+/// Removes the outputs of a measurement and flushes what is left dirty (`sync`).
+fn settle(dir: &std::path::Path) {
+    let _ = std::fs::remove_file(dir.join("raw.json"));
+    let _ = std::fs::remove_dir_all(dir.join("out"));
+    let _ = std::fs::remove_file(dir.join("state.json"));
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn raw_pass_through(port: u16, dir: &std::path::Path) -> (Duration, u64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,9 +253,13 @@ fn main() {
         let pages = Arc::new(build_pages(n));
         let port = serve(pages.clone());
         let dir = tempfile::tempdir().unwrap();
-        // Warm-up (page cache, connection set-up), then measure each once more.
+        // Warm-up (page cache, connection set-up), then measure each once more. Each
+        // measurement starts with no dirty pages left by the one before (its output is
+        // removed, the rest flushed), so that neither pays for the other's writeback.
         raw_pass_through(port, dir.path());
+        settle(dir.path());
         let (raw, bytes) = raw_pass_through(port, dir.path());
+        settle(dir.path());
         let (took, rss_kib, summary) = sync(port, dir.path());
         assert_eq!(
             summary["records_written"].as_u64(),
