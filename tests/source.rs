@@ -80,6 +80,41 @@ async fn link_header_and_body_field_paging() {
     }
 }
 
+/// The page a `Link` header names is requested early (while the current body streams in);
+/// when the body names another next page, the body wins and the early request is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_next_field_wins_over_an_early_link_request() {
+    let env = Env::new(Kind::File).await;
+    let api = FixtureApi::start(|req, _| match (req.path.as_str(), req.param("page")) {
+        ("/x", Some("1")) => Response::json(
+            &json!({"data": [user("a", "2024-01-15T10:00:00Z")], "next": "/x?page=2"}),
+        )
+        .header("Link", "</decoy>; rel=\"next\""),
+        ("/x", Some("2")) => Response::json(&json!({"data": [user("b", "2024-01-15T10:01:00Z")]}))
+            .header("Link", "</x?page=3>; rel=\"next\""),
+        ("/x", Some("3")) => Response::json(&json!({"data": [user("c", "2024-01-15T10:02:00Z")]})),
+        _ => Response::json(&json!({"data": [user("decoy", "2024-01-15T10:03:00Z")]})),
+    });
+    let s = run(&env, &paged(&api.url("/x?page=1"), "next"))
+        .await
+        .unwrap();
+    let ids: Vec<String> = env
+        .lines(&s.objects)
+        .await
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"], "the body's chain, then the header's");
+    assert_eq!(s.pages, 3);
+    let asked = |page: &str| {
+        api.requests()
+            .iter()
+            .filter(|r| r.param("page") == Some(page))
+            .count()
+    };
+    assert_eq!((asked("2"), asked("3")), (1, 1), "each page fetched once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_loops_and_foreign_origins_are_refused() {
     for (next, fragment) in [

@@ -119,10 +119,11 @@ impl HttpSource {
         let origin = first.origin();
         let mut visited = HashSet::new();
         let mut next = Some(first);
+        let prefetch = Prefetch::default();
         while let Some(url) = next.take() {
             visited.insert(url.clone());
             let (bytes, link) = retry::with_retries(self.api.max_attempts, deadline, |attempt| {
-                self.read_page(&url, attempt, tx)
+                self.read_page(&url, attempt, tx, &visited, &prefetch)
             })
             .await?;
             if tx
@@ -133,32 +134,22 @@ impl HttpSource {
                 return Ok(()); // the reader is gone
             }
             if let Some(n) = link {
-                let resolved = url.join(&n).map_err(|e| Error::Paging {
-                    url: redact(&url),
-                    message: format!("the next-page link is not a URL ({e})"),
-                })?;
-                if resolved.origin() != origin {
-                    return Err(Error::Paging {
-                        url: redact(&url),
-                        message: format!(
-                            "refusing to follow a next-page link to another origin ({})",
-                            redact(&resolved)
-                        ),
-                    });
-                }
-                if visited.contains(&resolved) {
-                    return Err(Error::Paging {
-                        url: redact(&url),
-                        message: format!(
-                            "the next-page link points back to a page already read ({}): a paging loop",
-                            redact(&resolved)
-                        ),
-                    });
-                }
-                next = Some(resolved);
+                next = Some(next_page(&url, &n, &origin, &visited)?);
             }
         }
         Ok(())
+    }
+
+    /// The GET for `url`, with the credential.
+    fn request(&self, url: &Url) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name, value);
+        }
+        req
     }
 
     /// One attempt at one page: streams the body through the scanner, sending entries as
@@ -168,6 +159,8 @@ impl HttpSource {
         url: &Url,
         attempt: u32,
         tx: &mpsc::Sender<Result<Option<Part>>>,
+        visited: &HashSet<Url>,
+        prefetch: &Prefetch,
     ) -> Attempt<(u64, Option<String>)> {
         let transport = |e: reqwest::Error| {
             // Timeouts, refused or reset connections, bodies cut short: worth another try.
@@ -188,14 +181,24 @@ impl HttpSource {
                 Attempt::Fail(error)
             }
         };
-        let mut req = self
-            .client
-            .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some((name, value)) = &self.auth {
-            req = req.header(name, value);
-        }
-        let mut resp = match req.send().await {
+        // A first attempt may find its request already sent (see `Prefetch`).
+        let sent = match prefetch.take(url).filter(|_| attempt == 1) {
+            Some(early) => match early.await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Attempt::Retry {
+                        error: Error::Transport {
+                            url: redact(url),
+                            attempts: attempt,
+                            message: format!("the early request failed: {e}"),
+                        },
+                        retry_after: None,
+                    };
+                }
+            },
+            None => self.request(url).send().await,
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => return transport(e),
         };
@@ -227,6 +230,16 @@ impl HttpSource {
             };
         }
         let link = link_next(resp.headers());
+        // The next page named by the header is requested now, while this body streams in,
+        // so that the API's latency overlaps the work (only a link that would be followed;
+        // if the body names another next page, this request is dropped).
+        if let Some(n) = &link
+            && let Ok(next) = next_page(url, n, &url.origin(), visited)
+            && next != *url
+        {
+            let early = self.request(&next).send();
+            prefetch.put(next, tokio::spawn(early));
+        }
         let mut scanner =
             PageScanner::new(&self.api.records_field, self.api.next_page_field.as_deref());
         let mut bytes = 0u64;
@@ -299,6 +312,72 @@ impl Source for HttpSource {
             finished: false,
         }
     }
+}
+
+/// A request for the next page already under way, keyed by its URL.
+#[derive(Default)]
+struct Prefetch(std::sync::Mutex<Option<(Url, JoinHandle<reqwest::Result<reqwest::Response>>)>>);
+
+impl Prefetch {
+    fn put(&self, url: Url, request: JoinHandle<reqwest::Result<reqwest::Response>>) {
+        let old = self
+            .0
+            .lock()
+            .map(|mut slot| slot.replace((url, request)))
+            .unwrap_or_default();
+        if let Some((_, h)) = old {
+            h.abort();
+        }
+    }
+
+    /// The request for `url`, if it is the one under way (any other is cancelled).
+    fn take(&self, url: &Url) -> Option<JoinHandle<reqwest::Result<reqwest::Response>>> {
+        let (u, h) = self.0.lock().ok()?.take()?;
+        if u == *url {
+            Some(h)
+        } else {
+            h.abort();
+            None
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Ok(mut slot) = self.0.lock()
+            && let Some((_, h)) = slot.take()
+        {
+            h.abort();
+        }
+    }
+}
+
+/// Resolves a next-page link of the page at `url`, refusing another origin and pages
+/// already read (a loop).
+fn next_page(url: &Url, link: &str, origin: &url::Origin, visited: &HashSet<Url>) -> Result<Url> {
+    let resolved = url.join(link).map_err(|e| Error::Paging {
+        url: redact(url),
+        message: format!("the next-page link is not a URL ({e})"),
+    })?;
+    if resolved.origin() != *origin {
+        return Err(Error::Paging {
+            url: redact(url),
+            message: format!(
+                "refusing to follow a next-page link to another origin ({})",
+                redact(&resolved)
+            ),
+        });
+    }
+    if visited.contains(&resolved) {
+        return Err(Error::Paging {
+            url: redact(url),
+            message: format!(
+                "the next-page link points back to a page already read ({}): a paging loop",
+                redact(&resolved)
+            ),
+        });
+    }
+    Ok(resolved)
 }
 
 /// What the producer sends: the records of a network chunk (being validated by a task of
