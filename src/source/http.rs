@@ -1,9 +1,11 @@
 //! The HTTP source: `GET API_URL?since=…`, following next-page links from a body field
 //! (`API_NEXT_PAGE_FIELD`) or an RFC 8288 `Link: <…>; rel="next"` header.
 //!
-//! * Bodies are parsed as they arrive ([`crate::page::PageScanner`]) by a producer task that
-//!   runs ahead of the engine through a small bounded channel: the next page is fetched and
-//!   parsed while the engine writes the previous batch, and memory stays bounded whatever
+//! * Bodies are split into records as they arrive ([`crate::page::PageScanner`]) by a
+//!   producer task that runs ahead of the engine through a small bounded channel; the records
+//!   of each network chunk are validated by a task of their own, and the engine takes the
+//!   results in order. The next page is fetched while the engine writes the previous batch
+//!   (and requested early when a `Link` header names it), and memory stays bounded whatever
 //!   the page or result size.
 //! * 429, 5xx, timeouts and broken connections are retried ([`super::retry`]), honouring
 //!   `Retry-After` (seconds or HTTP-date) and the invocation deadline; other statuses fail at
