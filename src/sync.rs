@@ -6,7 +6,11 @@
 //!   `skipped` before anything is fetched;
 //! * the cursor only moves by a checkpoint, taken after every data object and the manifest
 //!   are durable, fenced on the state version the run loaded and on its lease;
-//! * the new cursor is the greatest `updatedAt` written (see [`crate::window::next_cursor`]);
+//! * the new cursor is the greatest `updatedAt` durably in the lake from this window —
+//!   written now, or already there per the fingerprints (see [`crate::window::next_cursor`]);
+//! * rows the previous runs already wrote are not written again, rows older than what was
+//!   written are counted as stale, rows that arrived late are counted and measured
+//!   ([`crate::fingerprint`]);
 //! * object keys depend only on the plan (starting version and window), and every object is
 //!   written only if its key is free: a retry that finds an identical object there moves on,
 //!   one that finds different bytes writes beside it (`…~1.jsonl`), so no key ever holds two
