@@ -35,6 +35,8 @@ use crate::window;
 const EXCERPT_CHARS: usize = 200;
 /// Chunks the producer may run ahead of the engine.
 const CHANNEL_DEPTH: usize = 16;
+/// Records validated by one task.
+const VALIDATION_TASK: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct HttpSource {
@@ -268,16 +270,20 @@ impl HttpSource {
             }
             // The records are validated on another worker while this one reads on; the
             // reader awaits the results in order.
-            let page = redact(url);
-            let parsed = tokio::spawn(async move {
-                elements
-                    .iter()
-                    .map(RawElement::parse)
-                    .collect::<std::result::Result<Vec<Entry>, String>>()
-                    .map_err(|message| Error::MalformedResponse { url: page, message })
-            });
-            if tx.send(Ok(Some(Part::Records(parsed)))).await.is_err() {
-                return Attempt::Done((bytes, None)); // the reader is gone: stop quietly
+            // A network chunk can hold hundreds of records: a few tasks share them.
+            let mut elements = elements.into_iter().peekable();
+            while elements.peek().is_some() {
+                let part: Vec<RawElement> = elements.by_ref().take(VALIDATION_TASK).collect();
+                let page = redact(url);
+                let parsed = tokio::spawn(async move {
+                    part.iter()
+                        .map(RawElement::parse)
+                        .collect::<std::result::Result<Vec<Entry>, String>>()
+                        .map_err(|message| Error::MalformedResponse { url: page, message })
+                });
+                if tx.send(Ok(Some(Part::Records(parsed)))).await.is_err() {
+                    return Attempt::Done((bytes, None)); // the reader is gone: stop quietly
+                }
             }
             // After the records that came before it (whose own errors come first).
             if let Err(message) = fed {
