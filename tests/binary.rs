@@ -101,15 +101,11 @@ fn scheduled_event_file_runs_a_normal_sync() {
     );
 
     // The next scheduled event (a new id) is a normal run.
-    let mut next: Value =
-        serde_json::from_str(&std::fs::read_to_string(event("scheduled.json")).unwrap()).unwrap();
-    next["id"] = "a-later-event".into();
-    let next_file = dir.path().join("next.json");
-    std::fs::write(&next_file, next.to_string()).unwrap();
+    let next_file = common::scheduled_event(dir.path(), "a-later-event");
     let second = summary(&run(
         dir.path(),
         &playground_env(),
-        &["invoke", "--event", next_file.to_str().unwrap()],
+        &["invoke", "--event", &next_file],
     ));
     assert_eq!(second["status"], "completed");
     assert_eq!(second["previous_cursor"], first["new_cursor"]);

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixture::{self, FixtureApi, Paging, user};
-use common::{Env, Kind, peers, summary};
-use serde_json::{Value, json};
+use common::{Env, Kind, scheduled_event, summary};
+use serde_json::Value;
 
 on_both_backends!(
     a_crash_at_any_step_converges_on_retry,
@@ -43,16 +43,6 @@ fn command(env: &Env, api_url: &str, extra: &[(&str, &str)], args: &[&str]) -> C
         cmd.env(k, v);
     }
     cmd
-}
-
-/// A scheduled event with the given id, written to a file in `dir`.
-fn scheduled_event(dir: &std::path::Path, id: &str) -> String {
-    let path = peers::project_dir().join("events/scheduled.json");
-    let mut ev: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    ev["id"] = json!(id);
-    let file = dir.join(format!("{id}.json"));
-    std::fs::write(&file, ev.to_string()).unwrap();
-    file.to_string_lossy().into_owned()
 }
 
 /// `n` users updated one minute apart from 2024-01-15T00:00:00Z on.

@@ -417,6 +417,18 @@ pub async fn commit<S: StateStore>(
         .expect("checkpoint")
 }
 
+/// `events/scheduled.json` with another event id (another tick of the schedule), written to
+/// a file in `dir`; returns its path.
+#[allow(dead_code)]
+pub fn scheduled_event(dir: &std::path::Path, id: &str) -> String {
+    let path = peers::project_dir().join("events/scheduled.json");
+    let mut ev: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    ev["id"] = id.into();
+    let file = dir.join(format!("{id}.json"));
+    std::fs::write(&file, ev.to_string()).unwrap();
+    file.to_string_lossy().into_owned()
+}
+
 /// The run summary a `replay-sync invoke` process printed (it must have succeeded).
 #[allow(dead_code)]
 pub fn summary(out: &std::process::Output) -> Value {
