@@ -19,7 +19,13 @@ pub struct Batcher {
     index: HashMap<u64, usize, foldhash::fast::RandomState>,
     bytes: usize,
     deduplicated: u64,
+    /// Bytes of records fetched since the batch started (or since its records were last
+    /// detached), written or not.
+    fetched: usize,
 }
+
+/// See [`Batcher::fetched`].
+const RETAIN_FACTOR: usize = 2;
 
 impl Batcher {
     pub fn new(limits: BatchLimits) -> Self {
@@ -29,6 +35,7 @@ impl Batcher {
             index: HashMap::default(),
             bytes: 0,
             deduplicated: 0,
+            fetched: 0,
         }
     }
 
@@ -65,8 +72,22 @@ impl Batcher {
         flushed
     }
 
+    /// Counts `bytes` of fetched records, written or not. A record keeps the network chunk it
+    /// arrived in alive: when a batch holds a few records of many chunks (most of the window
+    /// already written, say), the chunks can far outweigh the batch. Once more than
+    /// `2 × max_bytes` went by since the batch started (or since the last time), its records
+    /// get copies of their own, so what a batch holds stays within a few times `max_bytes`.
+    pub fn fetched(&mut self, bytes: usize) {
+        self.fetched += bytes;
+        if self.fetched > RETAIN_FACTOR.saturating_mul(self.limits.max_bytes) {
+            self.fetched = 0;
+            self.records.iter_mut().for_each(Record::detach);
+        }
+    }
+
     /// Closes the current batch, if it holds anything.
     pub fn take(&mut self) -> Option<Vec<Record>> {
+        self.fetched = 0;
         if self.records.is_empty() {
             return None;
         }
@@ -150,6 +171,51 @@ mod tests {
         );
         assert_eq!(b.deduplicated(), 2);
         assert!(b.take().is_none());
+    }
+
+    /// Records are ranges of the network chunk they arrived in; a batch that holds few
+    /// records while many chunks go by copies them, so it stops keeping those chunks alive.
+    #[test]
+    fn sparse_batches_stop_holding_network_chunks() {
+        let body = serde_json::json!({
+            "data": (0..50).map(|i| serde_json::json!({"id": i, "updatedAt": "2024-01-15T10:00:00Z", "pad": "x".repeat(100)})).collect::<Vec<_>>()
+        })
+        .to_string();
+        let chunk = bytes::Bytes::from(body);
+        let mut scanner = crate::page::PageScanner::new("data", None);
+        let mut raw = Vec::new();
+        scanner.feed_raw(&chunk, &mut raw).unwrap();
+        let in_chunk = |r: &Record| chunk.as_ptr_range().contains(&r.json().as_ptr());
+        let records: Vec<Record> = raw
+            .iter()
+            .map(|e| match e.parse().unwrap() {
+                Entry::Valid(r) => r,
+                Entry::Rejected(r) => panic!("{r:?}"),
+            })
+            .collect();
+        assert!(records.iter().all(in_chunk), "no copy on the way in");
+        let line = records[0].json_len();
+        let mut b = Batcher::new(BatchLimits {
+            max_records: 100,
+            max_bytes: line * 10,
+        });
+        let mut records = records.into_iter();
+        for r in records.by_ref().take(3) {
+            b.fetched(r.json_len());
+            assert!(b.push(r).is_none());
+        }
+        // Dense so far: the records still point into the chunk.
+        let kept = b.take().unwrap();
+        assert!(kept.iter().all(in_chunk));
+        // One record written out of many fetched: it gets its own copy.
+        let r = records.next().unwrap();
+        b.fetched(r.json_len());
+        assert!(b.push(r).is_none());
+        b.fetched(line * 25);
+        let sparse = b.take().unwrap();
+        assert_eq!(sparse.len(), 1);
+        assert!(!in_chunk(&sparse[0]), "the sparse batch copied its record");
+        assert!(sparse[0].json().starts_with("{\"id\":3,"));
     }
 
     #[test]

@@ -24,7 +24,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::record::Record;
 
@@ -94,7 +93,7 @@ impl Fingerprints {
         skip: bool,
     ) -> Verdict {
         let id = r.id_hash;
-        let content = xxh3_128(r.json().as_bytes());
+        let content = r.content_hash;
         let t = r.updated_at.timestamp_millis();
         let seen = self.map.get(&id).copied();
         if let Some(fp) = seen {

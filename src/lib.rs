@@ -10,7 +10,7 @@
 //! # Layout
 //!
 //! The engine — [`config`], [`event`], [`window`], [`page`] (the incremental response
-//! parser), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
+//! parser), [`json`] (its one-pass fast path for records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
 //! [`sync`] — knows nothing of AWS, HTTP or Lambda: it talks
 //! to three ports.
 //!
@@ -32,6 +32,7 @@ pub mod error;
 pub mod event;
 mod failpoint;
 pub mod fingerprint;
+pub mod json;
 pub mod metrics;
 pub mod page;
 pub mod record;

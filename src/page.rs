@@ -8,6 +8,7 @@
 
 use serde::de::IgnoredAny;
 
+use crate::json;
 use crate::record::{self, Entry};
 
 /// Parses a page body fed in chunks of any size.
@@ -37,16 +38,25 @@ pub struct RawElement {
     bytes: bytes::Bytes,
     /// A raw line break between tokens was seen (the record must be compacted).
     multiline: bool,
+    /// Already validated by [`json::scan_object`], which found these values.
+    scanned: Option<ScannedKeys>,
+}
+
+/// Where a validated element's `id` and `updatedAt` values are.
+#[derive(Debug, Clone)]
+struct ScannedKeys {
+    id: Option<std::ops::Range<usize>>,
+    updated_at: Option<std::ops::Range<usize>>,
 }
 
 impl RawElement {
     /// Validates the element: `Err` says the body is not valid JSON or UTF-8; a valid
     /// element that cannot be synced is an [`Entry::Rejected`].
     pub fn parse(&self) -> Result<Entry, String> {
-        let text = std::str::from_utf8(&self.bytes)
-            .map_err(|_| "the body is not valid UTF-8".to_string())?;
-        record::parse_record(text, self.multiline)
-            .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))
+        match &self.scanned {
+            Some(k) => record::parse_scanned(&self.bytes, k.id.clone(), k.updated_at.clone()),
+            None => record::parse_element(&self.bytes, self.multiline),
+        }
     }
 }
 
@@ -270,6 +280,7 @@ impl PageScanner {
                     out.push(RawElement {
                         bytes,
                         multiline: self.value.multiline,
+                        scanned: None,
                     });
                     self.state = State::ElemCommaOrEnd;
                     i = end;
@@ -348,6 +359,26 @@ impl PageScanner {
                     b']' if first => self.array_done(),
                     b']' | b',' | b'}' | b':' => return Err(self.unexpected(b, i)),
                     _ => {
+                        // The common case: a valid record wholly in this chunk, found and
+                        // validated in one pass. Anything else (cut by the chunk's end,
+                        // unusual, invalid) takes the general path below.
+                        if let Some(found) = (b == b'{')
+                            .then(|| json::scan_object(&chunk[i..]))
+                            .flatten()
+                        {
+                            let end = i + found.end;
+                            out.push(RawElement {
+                                bytes: chunk.slice(i..end),
+                                multiline: false,
+                                scanned: Some(ScannedKeys {
+                                    id: found.id,
+                                    updated_at: found.updated_at,
+                                }),
+                            });
+                            self.state = State::ElemCommaOrEnd;
+                            i = end;
+                            continue;
+                        }
                         self.start_value(State::Elem);
                         self.elem_start = Some(i);
                         continue;

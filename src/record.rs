@@ -5,11 +5,13 @@
 //! only when the record spans several lines, because a JSON Lines record must fit on one.
 //! `_synced_at` is spliced in before the closing brace.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use crate::json;
 use crate::window;
 
 /// A valid record: it has an `id` and a parsable, zoned `updatedAt`.
@@ -20,10 +22,13 @@ pub struct Record {
     id: IdText,
     /// XXH3-64 of `id`, computed once (batch index, fingerprints).
     pub id_hash: u64,
+    /// XXH3-128 of the JSON text, computed where the record is parsed (fingerprints).
+    pub content_hash: u128,
     /// `updatedAt`, normalised to UTC.
     pub updated_at: DateTime<Utc>,
-    /// The record's JSON object text, on one line.
-    json: Box<str>,
+    /// The record's JSON object text, on one line, valid UTF-8. Usually a range of the
+    /// network chunk it arrived in (no copy): see [`Record::detach`].
+    json: Bytes,
 }
 
 /// Where a record's canonical id text lives.
@@ -61,9 +66,18 @@ impl Record {
     /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key.
     pub fn id(&self) -> &str {
         match &self.id {
-            IdText::InJson(start, end) => &self.json[*start as usize..*end as usize],
+            IdText::InJson(start, end) => self
+                .json
+                .get(*start as usize..*end as usize)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
             IdText::Owned(s) => s,
         }
+    }
+
+    /// Size of the record's JSON text.
+    pub fn json_len(&self) -> usize {
+        self.json.len()
     }
 
     /// Encoded size of this record's line, `_synced_at` included (an upper bound).
@@ -74,8 +88,8 @@ impl Record {
     /// Appends the JSON Lines line for this record: the original object plus `_synced_at`.
     pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
         // `json` is an object with at least one member (it has an `id`), ending in `}`.
-        let body = self.json.strip_suffix('}').unwrap_or(&self.json);
-        out.extend_from_slice(body.as_bytes());
+        let body = self.json.strip_suffix(b"}").unwrap_or(&self.json);
+        out.extend_from_slice(body);
         out.extend_from_slice(b",\"_synced_at\":\"");
         out.extend_from_slice(synced_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
@@ -83,7 +97,13 @@ impl Record {
 
     /// The record's JSON text (no `_synced_at`).
     pub fn json(&self) -> &str {
-        &self.json
+        std::str::from_utf8(&self.json).unwrap_or_default()
+    }
+
+    /// Gives the record its own copy of its text, so that it no longer keeps the network
+    /// chunk it came from alive (for records held long while most of their chunk is not).
+    pub fn detach(&mut self) {
+        self.json = Bytes::copy_from_slice(&self.json);
     }
 }
 
@@ -128,7 +148,7 @@ pub fn parse_page(
 
 /// The two fields the sync needs, borrowed from the record's text.
 #[derive(Deserialize)]
-pub(crate) struct Keys<'a> {
+struct Keys<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(rename = "updatedAt", borrow, default)]
@@ -140,10 +160,59 @@ pub(crate) struct Keys<'a> {
 /// an [`Entry::Rejected`]. `multiline`: the text may contain raw line breaks between tokens
 /// (the scanner knows; when unsure, pass `true`).
 pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
+    let bytes = Bytes::copy_from_slice(text.as_bytes());
+    match json::scan_record(text) {
+        Some(keys) => Ok(from_keys(&bytes, text, keys.id, keys.updated_at, false)),
+        None => parse_slow(&bytes, text, multiline),
+    }
+}
+
+/// [`parse_record`] for an element held in `bytes`: a valid record keeps a range of
+/// `bytes` (no copy). `Err` says why the element makes the page malformed (not UTF-8, not
+/// valid JSON).
+pub(crate) fn parse_element(bytes: &Bytes, multiline: bool) -> Result<Entry, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the body is not valid UTF-8".to_string())?;
+    // The common case in one pass; any doubt goes to serde_json, which decides and words it.
+    match json::scan_record(text) {
+        Some(keys) => Ok(from_keys(bytes, text, keys.id, keys.updated_at, false)),
+        None => parse_slow(bytes, text, multiline)
+            .map_err(|e| format!("the body is not valid JSON (in a record: {e})")),
+    }
+}
+
+/// [`parse_element`] for an element that [`json::scan_object`] already validated, with
+/// the ranges of its `id` and `updatedAt` values in `bytes`.
+pub(crate) fn parse_scanned(
+    bytes: &Bytes,
+    id: Option<std::ops::Range<usize>>,
+    updated: Option<std::ops::Range<usize>>,
+) -> Result<Entry, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the body is not valid UTF-8".to_string())?;
+    match (id.map(|r| text.get(r)), updated.map(|r| text.get(r))) {
+        (Some(None), _) | (_, Some(None)) => parse_element(bytes, false),
+        (id, updated) => Ok(from_keys(
+            bytes,
+            text,
+            id.flatten(),
+            updated.flatten(),
+            false,
+        )),
+    }
+}
+
+/// The slow path of [`parse_record`], also the reference for the fast one (the fuzz target
+/// checks that both give the same entry).
+#[doc(hidden)]
+pub fn parse_record_slow(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
+    parse_slow(&Bytes::copy_from_slice(text.as_bytes()), text, multiline)
+}
+
+/// The general path: serde_json validates and finds the keys. `text` is `bytes` as a str.
+fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
     let reject = |reason: String| {
         Ok(Entry::Rejected(Rejected {
             reason,
-            json: one_line(text, multiline).0,
+            json: one_line(text, multiline).0.into(),
         }))
     };
     if !text.starts_with('{') {
@@ -160,11 +229,18 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
         }
         Err(e) => return Err(e),
     };
-    Ok(from_keys(text, keys, multiline))
+    Ok(from_keys(
+        bytes,
+        text,
+        keys.id.map(RawValue::get),
+        keys.updated_at.map(RawValue::get),
+        multiline,
+    ))
 }
 
-/// The record's text on one line, and whether it had to be compacted.
-fn one_line(text: &str, multiline: bool) -> (Box<str>, bool) {
+/// The record's text on one line (a range of `bytes` unless it had to be compacted), and
+/// whether it was compacted.
+fn one_line(text: &str, multiline: bool) -> (std::borrow::Cow<'_, str>, bool) {
     if multiline && text.contains(['\n', '\r']) {
         (compact(text).into(), true)
     } else {
@@ -172,22 +248,28 @@ fn one_line(text: &str, multiline: bool) -> (Box<str>, bool) {
     }
 }
 
-/// The entry for a JSON object `text` (already known to be valid JSON) whose `id` and
-/// `updatedAt` were read into `keys`, borrowed from `text`.
-pub(crate) fn from_keys(text: &str, keys: Keys<'_>, multiline: bool) -> Entry {
-    let (json, compacted) = one_line(text, multiline);
+/// The entry for a JSON object `text` (already known to be valid JSON, held in `bytes`)
+/// whose `id` and `updatedAt` values are `id` and `updated` (raw JSON borrowed from `text`;
+/// `None`: absent or null).
+fn from_keys(
+    bytes: &Bytes,
+    text: &str,
+    id: Option<&str>,
+    updated: Option<&str>,
+    multiline: bool,
+) -> Entry {
+    let (line, compacted) = one_line(text, multiline);
     let reject = |reason: String| {
         Entry::Rejected(Rejected {
             reason,
-            json: json.clone(),
+            json: line.as_ref().into(),
         })
     };
-    let Some(id) = keys.id else {
+    let Some(raw) = id else {
         return reject("missing `id` (absent or null)".into());
     };
-    let raw = id.get();
     let id = match canonical_id(raw) {
-        // The raw text is canonical and sits at the same place in `json` (not compacted).
+        // The raw text is canonical and sits at the same place in the line (not compacted).
         Ok(std::borrow::Cow::Borrowed(_)) if !compacted => {
             // `raw` borrows from `text`: its offset there (checked, not assumed).
             let range = (raw.as_ptr() as usize)
@@ -195,7 +277,7 @@ pub(crate) fn from_keys(text: &str, keys: Keys<'_>, multiline: bool) -> Entry {
                 .map(|start| (start, start + raw.len()))
                 .filter(|&(_, end)| text.get(..end).is_some());
             match range.map(|(s, e)| (u32::try_from(s), u32::try_from(e))) {
-                Some((Ok(s), Ok(e))) if json.get(s as usize..e as usize) == Some(raw) => {
+                Some((Ok(s), Ok(e))) if line.get(s as usize..e as usize) == Some(raw) => {
                     IdText::InJson(s, e)
                 }
                 _ => IdText::Owned(raw.into()),
@@ -204,11 +286,15 @@ pub(crate) fn from_keys(text: &str, keys: Keys<'_>, multiline: bool) -> Entry {
         Ok(c) => IdText::Owned(c.into_owned().into_boxed_str()),
         Err(why) => return reject(why),
     };
-    let Some(updated) = keys.updated_at else {
+    let Some(updated) = updated else {
         return reject("missing `updatedAt` (absent or null)".into());
     };
-    let Ok(updated) = serde_json::from_str::<std::borrow::Cow<str>>(updated.get()) else {
-        return reject("`updatedAt` is not a string".into());
+    let updated = match updated.strip_prefix('"').and_then(|u| u.strip_suffix('"')) {
+        Some(plain) if !plain.contains('\\') => std::borrow::Cow::Borrowed(plain),
+        _ => match serde_json::from_str::<std::borrow::Cow<str>>(updated) {
+            Ok(u) => u,
+            Err(_) => return reject("`updatedAt` is not a string".into()),
+        },
     };
     let Some(updated_at) = window::parse_ts(&updated) else {
         return reject(
@@ -216,8 +302,13 @@ pub(crate) fn from_keys(text: &str, keys: Keys<'_>, multiline: bool) -> Entry {
                 .into(),
         );
     };
+    let json = match line {
+        std::borrow::Cow::Borrowed(_) => bytes.clone(),
+        std::borrow::Cow::Owned(s) => Bytes::from(s),
+    };
     let mut record = Record {
         id_hash: 0,
+        content_hash: xxhash_rust::xxh3::xxh3_128(&json),
         id,
         updated_at,
         json,

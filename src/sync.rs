@@ -559,6 +559,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             for entry in chunk.entries {
                 match entry {
                     Entry::Valid(r) => {
+                        batcher.fetched(r.json_len());
                         if last_seen.is_some_and(|l| r.updated_at < l) {
                             ascending = false;
                         }

@@ -1,0 +1,336 @@
+//! A one-pass check of a record's JSON text that also finds its top-level `id` and
+//! `updatedAt` values: the fast path of [`crate::record::parse_record`].
+//!
+//! [`scan_record`] answers `Some` only when it is certain: the text is one valid JSON object
+//! (grammar, string escapes, no control characters in strings, nesting of at most
+//! [`MAX_DEPTH`]) with no line break between tokens, no escape in a top-level key, and at
+//! most one `id` and one `updatedAt`. Anything else — including every invalid text — gets
+//! `None`, and the caller lets `serde_json` decide and word the error. So this module can
+//! only make valid records cheaper; it never decides a rejection or an error itself (the
+//! fuzz target checks that both paths give the same entry for every element).
+//!
+//! UTF-8 is not checked here: the caller holds a `&str`.
+
+/// Nesting beyond this is left to serde_json (whose own limit is 128).
+pub const MAX_DEPTH: u32 = 64;
+
+/// The raw text of the top-level `id` and `updatedAt` values (`None`: absent or `null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keys<'a> {
+    pub id: Option<&'a str>,
+    pub updated_at: Option<&'a str>,
+}
+
+/// A valid object found at the start of some bytes by [`scan_object`]: where it ends, and
+/// where its `id` and `updatedAt` values are (`None`: absent or `null`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// The object is `bytes[..end]`.
+    pub end: usize,
+    pub id: Option<std::ops::Range<usize>>,
+    pub updated_at: Option<std::ops::Range<usize>>,
+}
+
+/// See the module documentation: `text` must be exactly one object.
+pub fn scan_record(text: &str) -> Option<Keys<'_>> {
+    let s = scan_object(text.as_bytes()).filter(|s| s.end == text.len())?;
+    Some(Keys {
+        id: s.id.and_then(|r| text.get(r)),
+        updated_at: s.updated_at.and_then(|r| text.get(r)),
+    })
+}
+
+/// Like [`scan_record`], for an object at the start of `b` followed by anything (a record
+/// in the middle of a page): the incremental page parser finds each record's end with this
+/// pass, which also validates it. `None` also when `b` ends before the object does.
+pub fn scan_object(b: &[u8]) -> Option<Scanned> {
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let mut id = None;
+    let mut updated = None;
+    let mut i = ws(b, 1)?;
+    if b.get(i) == Some(&b'}') {
+        return Some(Scanned {
+            end: i + 1,
+            id: None,
+            updated_at: None,
+        });
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_start = i + 1;
+        let key_end = key_start + plain_string(&b[key_start..])?;
+        i = ws(b, key_end + 1)?;
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = ws(b, i + 1)?;
+        i = value(b, start, 1)?;
+        let slot = match &b[key_start..key_end] {
+            b"id" => Some(&mut id),
+            b"updatedAt" => Some(&mut updated),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if slot.is_some() {
+                return None; // a duplicate: serde_json words the rejection
+            }
+            *slot = Some(start..i);
+        }
+        i = ws(b, i)?;
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1)?,
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    let present = |v: Option<std::ops::Range<usize>>| v.filter(|r| &b[r.clone()] != b"null");
+    Some(Scanned {
+        end: i + 1,
+        id: present(id),
+        updated_at: present(updated),
+    })
+}
+
+/// Skips spaces and tabs; a line break gives `None` (the record must be compacted, which
+/// the slow path does).
+#[inline]
+fn ws(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(&c) = b.get(i) {
+        match c {
+            b' ' | b'\t' => i += 1,
+            b'\n' | b'\r' => return None,
+            _ => return Some(i),
+        }
+    }
+    Some(i)
+}
+
+/// The end (exclusive) of the value starting at `b[i]`.
+fn value(b: &[u8], i: usize, depth: u32) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => Some(i + 1 + string(&b[i + 1..])? + 1),
+        b'{' => object(b, i, depth + 1),
+        b'[' => array(b, i, depth + 1),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        b'-' | b'0'..=b'9' => number(b, i),
+        _ => None,
+    }
+}
+
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    b[i..].starts_with(word).then_some(i + word.len())
+}
+
+fn object(b: &[u8], open: usize, depth: u32) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let mut i = ws(b, open + 1)?;
+    if b.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        i += string(&b[i..])? + 1;
+        i = ws(b, i)?;
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(b, i + 1)?;
+        i = ws(b, value(b, i, depth)?)?;
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1)?,
+            Some(b'}') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+fn array(b: &[u8], open: usize, depth: u32) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let mut i = ws(b, open + 1)?;
+    if b.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    loop {
+        i = ws(b, value(b, i, depth)?)?;
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1)?,
+            Some(b']') => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; what follows is the caller's to check.
+fn number(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |b: &[u8], i: usize| b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if b[i] == b'-' {
+        i += 1;
+    }
+    match b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i += digits(b, i),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        let n = digits(b, i + 1);
+        if n == 0 {
+            return None;
+        }
+        i += 1 + n;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(b, i);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+    }
+    Some(i)
+}
+
+/// The index of the closing quote of a string whose body starts at `b[0]`, checking its
+/// escapes and that it holds no control character.
+fn string(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        i += special(&b[i..])?;
+        match b[i] {
+            b'"' => return Some(i),
+            b'\\' => match *b.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' if b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
+                _ => return None,
+            },
+            _ => return None, // a control character
+        }
+    }
+}
+
+/// Like [`string`], but any escape gives `None` (a top-level key must compare as written).
+fn plain_string(b: &[u8]) -> Option<usize> {
+    let i = special(b)?;
+    (b[i] == b'"').then_some(i)
+}
+
+/// The first quote, backslash or control character (below 0x20) in `b`, eight bytes at a
+/// time.
+#[inline]
+fn special(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    const SPACES: u64 = ONES * 0x20;
+    let words = b.chunks_exact(8);
+    let tail = words.remainder();
+    for (n, word) in words.enumerate() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let (q, s) = (w ^ QUOTES, w ^ BACKSLASHES);
+        // Zero bytes of `q`/`s` are quotes/backslashes; `w - 0x20` borrows out of the bytes
+        // below 0x20 (`& !w` ignores bytes >= 0x80). The lowest flag is always exact.
+        let found =
+            (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s | w.wrapping_sub(SPACES) & !w)
+                & HIGHS;
+        if found != 0 {
+            return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
+        }
+    }
+    let base = b.len() - tail.len();
+    tail.iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|k| base + k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_keys_of_a_plain_record() {
+        let k = scan_record(
+            r#"{"id":"u1","n":-1.5e+3,"a":[1,{"x":[]},"\"\\\/\b\f\n\r\t\u00e9"],"updatedAt":"2024-01-15T10:30:00Z","b":null,"t":true,"f":false}"#,
+        )
+        .unwrap();
+        assert_eq!(k.id, Some(r#""u1""#));
+        assert_eq!(k.updated_at, Some(r#""2024-01-15T10:30:00Z""#));
+        let k = scan_record(r#"{ "id" : 42 , "updatedAt" :null }"#).unwrap();
+        assert_eq!((k.id, k.updated_at), (Some("42"), None));
+        assert_eq!(
+            scan_record("{}"),
+            Some(Keys {
+                id: None,
+                updated_at: None
+            })
+        );
+    }
+
+    #[test]
+    fn leaves_every_doubt_to_serde() {
+        for text in [
+            "",
+            "[]",
+            "{",
+            "{}}",
+            r#"{"id":1,}"#,
+            r#"{"id":1 "x":2}"#,
+            r#"{"id":01}"#,
+            r#"{"id":1.}"#,
+            r#"{"id":1e}"#,
+            r#"{"id":-}"#,
+            r#"{"id":tru}"#,
+            r#"{"id":"a"b}"#,
+            r#"{"id":"\x"}"#,
+            r#"{"id":"\u00g0"}"#,
+            "{\"id\":\"a\tb\"}",
+            "{\"id\":1,\n\"x\":2}",
+            r#"{"i\u0064":1}"#,
+            r#"{"id":1,"id":2}"#,
+            r#"{"updatedAt":"a","updatedAt":"b"}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":{"b":1,}}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1}x"#,
+        ] {
+            assert_eq!(scan_record(text), None, "{text}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(scan_record(&deep), None);
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(60), "]".repeat(60));
+        assert!(scan_record(&ok).is_some());
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_any_position() {
+        for len in 0..40 {
+            for at in 0..len {
+                for c in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut b = vec![b'a'; len];
+                    b[at] = c;
+                    assert_eq!(special(&b), Some(at), "{len} {at} {c}");
+                }
+            }
+            let mut b = vec![b'a'; len];
+            b.iter_mut().step_by(3).for_each(|c| *c = 0xc3);
+            b.iter_mut().skip(1).step_by(3).for_each(|c| *c = 0x20);
+            assert_eq!(special(&b), None);
+        }
+    }
+}
