@@ -7,6 +7,7 @@
 //! consumers take the line with the greatest `updatedAt` per id.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::config::BatchLimits;
 use crate::record::Record;
@@ -41,35 +42,44 @@ impl Batcher {
 
     /// Adds a record. Returns the previous batch when this record did not fit into it.
     pub fn push(&mut self, record: Record) -> Option<Vec<Record>> {
-        let found = self.index.get(&record.id_hash).copied();
-        // Two ids with one 64-bit hash (never seen in practice): they must not be merged, so
-        // the batch closes and the record starts the next one.
-        if let Some(i) = found
-            && self.records[i].id() != record.id()
-        {
-            let flushed = self.take();
-            self.bytes = record.line_len();
-            self.index.insert(record.id_hash, 0);
-            self.records.push(record);
-            return flushed;
-        }
-        if let Some(i) = found {
-            self.deduplicated += 1;
-            let current = &mut self.records[i];
-            if record.updated_at >= current.updated_at {
-                self.bytes = self.bytes - current.line_len() + record.line_len();
-                *current = record;
+        let next = self.records.len();
+        match self.index.entry(record.id_hash) {
+            Entry::Occupied(slot) => {
+                let i = *slot.get();
+                let current = &mut self.records[i];
+                // Two ids with one 64-bit hash (never seen in practice): they must not be
+                // merged, so the batch closes and the record starts the next one.
+                if current.id() != record.id() {
+                    let flushed = self.take();
+                    self.bytes = record.line_len();
+                    self.index.insert(record.id_hash, 0);
+                    self.records.push(record);
+                    return flushed;
+                }
+                self.deduplicated += 1;
+                if record.updated_at >= current.updated_at {
+                    self.bytes = self.bytes - current.line_len() + record.line_len();
+                    *current = record;
+                }
+                None
             }
-            return None;
+            Entry::Vacant(slot) => {
+                let full = next > 0
+                    && (next >= self.limits.max_records
+                        || self.bytes + record.line_len() > self.limits.max_bytes);
+                if !full {
+                    slot.insert(next);
+                    self.bytes += record.line_len();
+                    self.records.push(record);
+                    return None;
+                }
+                let flushed = self.take();
+                self.bytes = record.line_len();
+                self.index.insert(record.id_hash, 0);
+                self.records.push(record);
+                flushed
+            }
         }
-        let full = !self.records.is_empty()
-            && (self.records.len() >= self.limits.max_records
-                || self.bytes + record.line_len() > self.limits.max_bytes);
-        let flushed = if full { self.take() } else { None };
-        self.bytes += record.line_len();
-        self.index.insert(record.id_hash, self.records.len());
-        self.records.push(record);
-        flushed
     }
 
     /// Counts `bytes` of fetched records, written or not. A record keeps the network chunk it

@@ -22,6 +22,7 @@
 //! unchanged only on a 128-bit collision.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -95,30 +96,34 @@ impl Fingerprints {
         let id = r.id_hash;
         let content = r.content_hash;
         let t = r.updated_at.timestamp_millis();
-        let seen = self.map.get(&id).copied();
-        if let Some(fp) = seen {
-            let older = t < fp.updated_ms;
-            let same = t == fp.updated_ms && content == fp.content;
-            if older || same {
-                // A replay writes it all the same; the newest version stays remembered.
-                return match (skip, older) {
-                    (false, _) => Verdict::Write { late: None },
-                    (true, true) => Verdict::Stale,
-                    (true, false) => Verdict::Unchanged,
-                };
+        let fp = Fp {
+            updated_ms: t,
+            content,
+        };
+        // One lookup: the entry is read, and replaced when the record is to be written.
+        let known = match self.map.entry(id) {
+            Entry::Occupied(mut seen) => {
+                let older = t < seen.get().updated_ms;
+                let same = t == seen.get().updated_ms && content == seen.get().content;
+                if older || same {
+                    // A replay writes it all the same; the newest version stays remembered.
+                    return match (skip, older) {
+                        (false, _) => Verdict::Write { late: None },
+                        (true, true) => Verdict::Stale,
+                        (true, false) => Verdict::Unchanged,
+                    };
+                }
+                seen.insert(fp);
+                true
             }
-        }
-        let known = seen.is_some() || self.from.is_some_and(|from| t >= from);
+            Entry::Vacant(slot) => {
+                slot.insert(fp);
+                self.from.is_some_and(|from| t >= from)
+            }
+        };
         let late = previous_cursor
             .filter(|c| skip && known && r.updated_at < *c)
             .map(|c| c - r.updated_at);
-        self.map.insert(
-            id,
-            Fp {
-                updated_ms: t,
-                content,
-            },
-        );
         Verdict::Write { late }
     }
 

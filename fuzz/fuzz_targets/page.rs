@@ -2,12 +2,15 @@
 //! * it never panics, whatever the bytes;
 //! * the result does not depend on how the body is split into chunks;
 //! * whatever it accepts is valid JSON (serde_json agrees);
-//! * a plain `{"data": [...]}` body that serde_json accepts, it accepts too.
+//! * a plain `{"data": [...]}` body that serde_json accepts, it accepts too;
+//! * the one-pass record check (`json::scan_record`) vouches only for what serde_json
+//!   accepts, and the entry it leads to is the one the serde_json path gives.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use replay_sync::page::PageScanner;
-use replay_sync::record::Entry;
+use replay_sync::json;
+use replay_sync::record::{self, Entry};
 
 fn scan(data: &[u8], chunk: usize) -> Result<(Vec<Entry>, Option<String>), String> {
     let mut s = PageScanner::new("data", Some("next"));
@@ -18,8 +21,19 @@ fn scan(data: &[u8], chunk: usize) -> Result<(Vec<Entry>, Option<String>), Strin
     s.finish().map(|t| (out, t.next))
 }
 
+/// The input as one record: the fast path and the serde_json path agree.
+fn record_paths_agree(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if json::scan_record(text).is_some() {
+        let slow = record::parse_record_slow(text, false).expect("vouched for invalid JSON");
+        let fast = record::parse_record(text, false).expect("fast path failed");
+        assert_eq!(fast, slow, "the fast path changed the entry");
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
     let Some((&split, data)) = input.split_first() else { return };
+    record_paths_agree(data);
     let whole = scan(data, usize::MAX);
     let chunked = scan(data, split as usize % 17 + 1);
     assert_eq!(whole, chunked, "chunking changed the result");
