@@ -86,6 +86,13 @@ impl Sink for AnySink {
         }
     }
 
+    async fn flush(&self) -> Result<()> {
+        match self {
+            AnySink::Dir(s) => s.flush().await,
+            AnySink::S3(s) => s.flush().await,
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match self {
             AnySink::Dir(s) => s.get(key).await,

@@ -191,7 +191,7 @@ pub struct Engine<'a, St, So, Si> {
 
 /// Object writes that may be under way at once, besides the batch being filled. Writes
 /// overlap parsing (and each other: S3 latency, fsyncs), and memory stays bounded.
-const WRITES_IN_FLIGHT: usize = 2;
+const WRITES_IN_FLIGHT: usize = 4;
 
 /// What a run has written so far, and the writes still under way.
 struct Written<Si: Sink + Clone + 'static> {
@@ -715,6 +715,10 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             None
         };
 
+        // The data, rejected records and fingerprints are durable before the manifest that
+        // lists them (one group commit on a file system; nothing to do on S3).
+        self.sink.flush().await?;
+
         let manifest = Manifest {
             sync_id: sync_id.clone(),
             run_id: run_id.clone(),
@@ -742,6 +746,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             sink::JSON,
         )
         .await?;
+        self.sink.flush().await?;
         failpoint::reached("manifest").await;
         summary.objects = written.objects.iter().map(|o| o.key.clone()).collect();
         summary.rejected_objects = written.rejected.iter().map(|o| o.key.clone()).collect();

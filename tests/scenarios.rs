@@ -33,6 +33,7 @@ on_both_backends!(
     nothing_fetched_leaves_the_cursor,
     out_of_order_records_hold_the_cursor_when_stopping_early,
     stale_replica_versions_are_counted_not_written,
+    objects_are_durable_before_the_manifest_and_the_checkpoint,
 );
 
 /// Stores a cursor as if an earlier run had checkpointed it (version 1).
@@ -916,4 +917,139 @@ async fn stale_replica_versions_are_counted_not_written(kind: Kind) {
         (Some(ts("2024-01-15T10:00:00Z")), 2),
         "the cursor does not go back"
     );
+}
+
+/// What the engine asked of the sink and the state store, in order.
+type Journal = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A sink that notes each write and flush.
+#[derive(Clone)]
+struct JournalSink {
+    inner: replay_sync::app::AnySink,
+    journal: Journal,
+}
+
+impl replay_sync::sink::Sink for JournalSink {
+    fn key(&self, rel: &str) -> String {
+        self.inner.key(rel)
+    }
+
+    async fn put_new(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &'static str,
+    ) -> replay_sync::Result<replay_sync::sink::Put> {
+        let put = self.inner.put_new(key, body, content_type).await?;
+        self.journal.lock().unwrap().push(format!("put {key}"));
+        Ok(put)
+    }
+
+    async fn flush(&self) -> replay_sync::Result<()> {
+        self.inner.flush().await?;
+        self.journal.lock().unwrap().push("flush".into());
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> replay_sync::Result<Option<Vec<u8>>> {
+        self.inner.get(key).await
+    }
+}
+
+/// A state store that notes each checkpoint.
+struct JournalState<'a, S> {
+    inner: &'a S,
+    journal: Journal,
+}
+
+impl<S: StateStore> StateStore for JournalState<'_, S> {
+    async fn load(&self, sync_id: &str) -> replay_sync::Result<SyncState> {
+        self.inner.load(sync_id).await
+    }
+
+    async fn try_lease(
+        &self,
+        sync_id: &str,
+        seen: &SyncState,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> replay_sync::Result<bool> {
+        self.inner.try_lease(sync_id, seen, lease, plan).await
+    }
+
+    async fn checkpoint(
+        &self,
+        sync_id: &str,
+        commit: &Commit<'_>,
+    ) -> replay_sync::Result<Checkpoint> {
+        self.journal.lock().unwrap().push("checkpoint".into());
+        self.inner.checkpoint(sync_id, commit).await
+    }
+
+    async fn release(&self, sync_id: &str, owner: &str) -> replay_sync::Result<()> {
+        self.inner.release(sync_id, owner).await
+    }
+}
+
+/// Objects are made durable (a sink flush: one group commit of the directories on a file
+/// system) after they are written and before the manifest that lists them; the manifest,
+/// before the checkpoint that commits it.
+async fn objects_are_durable_before_the_manifest_and_the_checkpoint(kind: Kind) {
+    let env = Env::new(kind).await;
+    let mut records: Vec<Value> = (0..5)
+        .map(|i| user(&format!("u{i}"), &format!("2024-01-15T09:0{i}:00Z")))
+        .collect();
+    records.push(json!({"id": "no-time"}));
+    let api = fixture::records_api(records, Paging::None);
+    let src = source(&api.url("/x"));
+    let mut settings = env.settings();
+    settings.batch = BatchLimits {
+        max_records: 2,
+        max_bytes: 1 << 20,
+    };
+    let journal = Journal::default();
+    let sink = JournalSink {
+        inner: env.sink.clone(),
+        journal: journal.clone(),
+    };
+    let state = JournalState {
+        inner: &env.state,
+        journal: journal.clone(),
+    };
+    let inv = replay_sync::sync::Invocation::new("journal", None);
+    let s = replay_sync::Engine {
+        state: &state,
+        source: &src,
+        sink: &sink,
+        settings: &settings,
+    }
+    .run(&RunRequest::scheduled(), &inv)
+    .await
+    .unwrap();
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!((s.records_written, s.records_rejected), (5, 1));
+    assert_eq!(s.objects.len(), 3);
+
+    let journal = journal.lock().unwrap().clone();
+    let at = |what: &dyn Fn(&String) -> bool| journal.iter().position(|e| what(e));
+    let manifest = at(&|e| e.contains("/_manifests/")).expect("a manifest");
+    let checkpoint = at(&|e| e == "checkpoint").expect("a checkpoint");
+    let flushes: Vec<usize> = (0..journal.len())
+        .filter(|&i| journal[i] == "flush")
+        .collect();
+    let puts: Vec<usize> = (0..journal.len())
+        .filter(|&i| journal[i].starts_with("put ") && i != manifest)
+        .collect();
+    // Three data objects, the rejected one, the fingerprints.
+    assert_eq!(puts.len(), 5, "{journal:?}");
+    let last_put = *puts.last().unwrap();
+    assert!(
+        flushes.iter().any(|&f| last_put < f && f < manifest),
+        "a flush between the last object and the manifest: {journal:?}"
+    );
+    assert!(
+        flushes.iter().any(|&f| manifest < f && f < checkpoint),
+        "a flush between the manifest and the checkpoint: {journal:?}"
+    );
+    assert_eq!(checkpoint, journal.len() - 1, "{journal:?}");
 }

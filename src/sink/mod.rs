@@ -20,15 +20,22 @@ pub trait Sink: Send + Sync {
 
     /// Writes `body` under `key` (from [`Sink::key`]) if, and only if, no object exists
     /// there (S3 `If-None-Match: *`; a hard link on a file system). When this returns
-    /// [`Put::Created`] the object is durable and complete: readers never see a partial
-    /// object. [`Put::Exists`] means nothing was written: an object was already there.
-    /// An object, once written, is never replaced.
+    /// [`Put::Created`] the object is complete: readers never see a partial object, even
+    /// after a crash. It is durable once [`Sink::flush`] returns (S3: already now).
+    /// [`Put::Exists`] means nothing was written: an object was already there. An object,
+    /// once written, is never replaced.
     fn put_new(
         &self,
         key: &str,
         body: bytes::Bytes,
         content_type: &'static str,
     ) -> impl Future<Output = Result<Put>> + Send;
+
+    /// Makes every object created so far durable: a group commit. On a file system each
+    /// object's bytes reach the disk before the object appears, but the directory entries
+    /// that make objects appear are made durable here, once for all of them, rather than one
+    /// journal commit per object. S3: a PUT is durable when it returns; nothing to do.
+    fn flush(&self) -> impl Future<Output = Result<()>> + Send;
 
     /// Reads the object at `key` (`None` if there is none).
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;

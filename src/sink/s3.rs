@@ -71,6 +71,10 @@ impl Sink for S3Sink {
         }
     }
 
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let out = match self
             .client

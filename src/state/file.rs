@@ -153,11 +153,13 @@ fn lease_fields(lease: Option<&Lease>) -> (Option<String>, Option<String>) {
 }
 
 /// Writes `body` to a durable temporary file beside `path`, then calls `place(temp, path)`
-/// (which puts it in place) and fsyncs the directory so that the placing is durable too.
+/// (which puts it in place) and, with `sync_dir`, fsyncs the directory so that the placing
+/// is durable too (without it, the caller does that later).
 /// The temporary file is removed afterwards (a rename leaves nothing to remove).
 pub(crate) fn write_beside<T>(
     path: &Path,
     body: &[u8],
+    sync_dir: bool,
     place: impl FnOnce(&Path, &Path) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
     let dir = match path.parent() {
@@ -178,7 +180,9 @@ pub(crate) fn write_beside<T>(
         f.write_all(body)?;
         f.sync_all()?;
         let placed = place(&tmp, path)?;
-        File::open(&dir)?.sync_all()?;
+        if sync_dir {
+            File::open(&dir)?.sync_all()?;
+        }
         Ok(placed)
     })();
     let _ = fs::remove_file(&tmp);
@@ -187,7 +191,7 @@ pub(crate) fn write_beside<T>(
 
 /// Replaces `path` with `body` atomically: readers see the old or the new content, whole.
 pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    write_beside(path, body, |tmp, path| fs::rename(tmp, path))
+    write_beside(path, body, true, |tmp, path| fs::rename(tmp, path))
 }
 
 impl StateStore for FileStateStore {
