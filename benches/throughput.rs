@@ -6,11 +6,13 @@
 //! A fixture API on 127.0.0.1 serves N records (~330 bytes each, 1,000 per page, pages
 //! pre-built in memory, the next page named in the body and in a `Link` header). For each N:
 //!
-//! * raw: fetch every page with reqwest and append its bytes to a file, no parsing;
+//! * raw: fetch every page with reqwest and append its bytes to a file, no parsing (one
+//!   fsync at the end);
 //! * sync: the real release binary, `replay-sync invoke`, directory output, file state,
-//!   run as a child process so that its peak RSS (`wait4` rusage) is its own.
+//!   run as a child process so that its peak RSS (`VmHWM`) is its own.
 //!
-//! Reports records/s for both, their ratio, and the sync's peak RSS.
+//! Reports records/s for both, their ratio, and the sync's peak RSS. Outputs go to the
+//! system's temporary directory: `TMPDIR=/dev/shm` takes the disk out of the comparison.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
