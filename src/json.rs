@@ -9,7 +9,8 @@
 //! only make valid records cheaper; it never decides a rejection or an error itself (the
 //! fuzz target checks that both paths give the same entry for every element).
 //!
-//! UTF-8 is not checked here: the caller holds a `&str`.
+//! UTF-8 is checked too (only strings may hold bytes beyond ASCII, and only strings that do
+//! are run through `std::str::from_utf8`), so a scanned record needs no second pass.
 
 /// Nesting beyond this is left to serde_json (whose own limit is 128).
 pub const MAX_DEPTH: u32 = 64;
@@ -206,33 +207,45 @@ fn number(b: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// The index of the closing quote of a string whose body starts at `b[0]`, checking its
-/// escapes and that it holds no control character.
+/// escapes, that it holds no control character, and that it is UTF-8.
 fn string(b: &[u8]) -> Option<usize> {
     let mut i = 0;
+    let mut ascii = true;
     loop {
-        i += special(&b[i..])?;
+        i += if ascii {
+            special::<true>(&b[i..])?
+        } else {
+            special::<false>(&b[i..])?
+        };
         match b[i] {
-            b'"' => return Some(i),
+            b'"' => {
+                if !ascii {
+                    std::str::from_utf8(&b[..i]).ok()?;
+                }
+                return Some(i);
+            }
             b'\\' => match *b.get(i + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                 b'u' if b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
                 _ => return None,
             },
-            _ => return None, // a control character
+            0x80.. => ascii = false, // checked as a whole at the end
+            _ => return None,        // a control character
         }
     }
 }
 
-/// Like [`string`], but any escape gives `None` (a top-level key must compare as written).
+/// Like [`string`], but any escape or byte beyond ASCII gives `None` (a top-level key must
+/// compare as written).
 fn plain_string(b: &[u8]) -> Option<usize> {
-    let i = special(b)?;
+    let i = special::<true>(b)?;
     (b[i] == b'"').then_some(i)
 }
 
-/// The first quote, backslash or control character (below 0x20) in `b`, eight bytes at a
-/// time.
+/// The first quote, backslash or control character (below 0x20) in `b` — and, with `HIGH`,
+/// byte beyond ASCII — eight bytes at a time.
 #[inline]
-fn special(b: &[u8]) -> Option<usize> {
+fn special<const HIGH: bool>(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     const QUOTES: u64 = ONES * b'"' as u64;
@@ -245,16 +258,19 @@ fn special(b: &[u8]) -> Option<usize> {
         let (q, s) = (w ^ QUOTES, w ^ BACKSLASHES);
         // Zero bytes of `q`/`s` are quotes/backslashes; `w - 0x20` borrows out of the bytes
         // below 0x20 (`& !w` ignores bytes >= 0x80). The lowest flag is always exact.
-        let found =
-            (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s | w.wrapping_sub(SPACES) & !w)
-                & HIGHS;
+        let mut found = q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s;
+        found |= w.wrapping_sub(SPACES) & !w;
+        if HIGH {
+            found |= w;
+        }
+        found &= HIGHS;
         if found != 0 {
             return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
         }
     }
     let base = b.len() - tail.len();
     tail.iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (HIGH && c >= 0x80))
         .map(|k| base + k)
 }
 
@@ -279,6 +295,29 @@ mod tests {
                 updated_at: None
             })
         );
+    }
+
+    #[test]
+    fn utf8_is_checked_in_strings() {
+        assert!(
+            scan_object("{\"id\":\"caf\u{e9} \u{1F600}\",\"x\":[\"\u{4e2d}\"]}".as_bytes())
+                .is_some()
+        );
+        for bad in [
+            &b"{\"id\":\"caf\xc3\"}"[..], // cut sequence
+            b"{\"id\":\"\xff\"}",         // never UTF-8
+            b"{\"id\":\"\xed\xa0\x80\"}", // a surrogate
+            b"{\"id\":\"\xc0\xaf\"}",     // overlong
+            b"{\"id\":1,\"\xc3\xa9\":2}", // beyond ASCII in a top-level key: serde decides
+            b"{\"id\":1}\xc3",
+            b"{\"id\":\xc3\xa9}",
+        ] {
+            assert_eq!(
+                scan_object(bad).filter(|s| s.end == bad.len()),
+                None,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -324,13 +363,18 @@ mod tests {
                 for c in [b'"', b'\\', 0x00, 0x1f] {
                     let mut b = vec![b'a'; len];
                     b[at] = c;
-                    assert_eq!(special(&b), Some(at), "{len} {at} {c}");
+                    assert_eq!(special::<false>(&b), Some(at), "{len} {at} {c}");
+                    assert_eq!(special::<true>(&b), Some(at), "{len} {at} {c}");
                 }
+                let mut b = vec![b'a'; len];
+                b[at] = 0xc3;
+                assert_eq!(special::<true>(&b), Some(at), "{len} {at}");
+                assert_eq!(special::<false>(&b), None, "{len} {at}");
             }
             let mut b = vec![b'a'; len];
             b.iter_mut().step_by(3).for_each(|c| *c = 0xc3);
             b.iter_mut().skip(1).step_by(3).for_each(|c| *c = 0x20);
-            assert_eq!(special(&b), None);
+            assert_eq!(special::<false>(&b), None);
         }
     }
 }

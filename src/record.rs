@@ -5,6 +5,8 @@
 //! only when the record spans several lines, because a JSON Lines record must fit on one.
 //! `_synced_at` is spliced in before the closing brace.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -180,23 +182,21 @@ pub(crate) fn parse_element(bytes: &Bytes, multiline: bool) -> Result<Entry, Str
     }
 }
 
-/// [`parse_element`] for an element that [`json::scan_object`] already validated, with
-/// the ranges of its `id` and `updatedAt` values in `bytes`.
+/// [`parse_element`] for an element that [`json::scan_object`] already validated (UTF-8
+/// included), with the ranges of its `id` and `updatedAt` values in `bytes`.
 pub(crate) fn parse_scanned(
     bytes: &Bytes,
-    id: Option<std::ops::Range<usize>>,
-    updated: Option<std::ops::Range<usize>>,
+    id: Option<Range<usize>>,
+    updated: Option<Range<usize>>,
 ) -> Result<Entry, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the body is not valid UTF-8".to_string())?;
-    match (id.map(|r| text.get(r)), updated.map(|r| text.get(r))) {
+    // The scan checked UTF-8 too: only the two values are looked at as text here.
+    let text = |r: Range<usize>| bytes.get(r).and_then(|b| std::str::from_utf8(b).ok());
+    match (
+        id.clone().map(|r| text(r.clone()).map(|t| (t, Some(r)))),
+        updated.map(text),
+    ) {
         (Some(None), _) | (_, Some(None)) => parse_element(bytes, false),
-        (id, updated) => Ok(from_keys(
-            bytes,
-            text,
-            id.flatten(),
-            updated.flatten(),
-            false,
-        )),
+        (id, updated) => Ok(build(bytes.clone(), id.flatten(), updated.flatten())),
     }
 }
 
@@ -259,27 +259,40 @@ fn from_keys(
     multiline: bool,
 ) -> Entry {
     let (line, compacted) = one_line(text, multiline);
+    // Where `id` sits in the line: `raw` borrows from `text` (its offset is checked, not
+    // assumed), and the line is `text` unless it was compacted.
+    let id = id.map(|raw| {
+        let range = (raw.as_ptr() as usize)
+            .checked_sub(text.as_ptr() as usize)
+            .map(|start| start..start + raw.len())
+            .filter(|r| !compacted && line.get(r.clone()) == Some(raw));
+        (raw, range)
+    });
+    let json = match line {
+        std::borrow::Cow::Borrowed(_) => bytes.clone(),
+        std::borrow::Cow::Owned(s) => Bytes::from(s),
+    };
+    build(json, id, updated)
+}
+
+/// The entry for a valid JSON object `json` (UTF-8, on one line) whose `id` value is `raw`
+/// — at `range` of `json` when given — and whose `updatedAt` value is `updated` (raw JSON;
+/// `None`: absent or null).
+fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<&str>) -> Entry {
     let reject = |reason: String| {
         Entry::Rejected(Rejected {
             reason,
-            json: line.as_ref().into(),
+            json: String::from_utf8_lossy(&json).into(),
         })
     };
-    let Some(raw) = id else {
+    let Some((raw, range)) = id else {
         return reject("missing `id` (absent or null)".into());
     };
     let id = match canonical_id(raw) {
-        // The raw text is canonical and sits at the same place in the line (not compacted).
-        Ok(std::borrow::Cow::Borrowed(_)) if !compacted => {
-            // `raw` borrows from `text`: its offset there (checked, not assumed).
-            let range = (raw.as_ptr() as usize)
-                .checked_sub(text.as_ptr() as usize)
-                .map(|start| (start, start + raw.len()))
-                .filter(|&(_, end)| text.get(..end).is_some());
-            match range.map(|(s, e)| (u32::try_from(s), u32::try_from(e))) {
-                Some((Ok(s), Ok(e))) if line.get(s as usize..e as usize) == Some(raw) => {
-                    IdText::InJson(s, e)
-                }
+        // The raw text is canonical: the record's own text serves as the id.
+        Ok(std::borrow::Cow::Borrowed(_)) => {
+            match range.map(|r| (u32::try_from(r.start), u32::try_from(r.end))) {
+                Some((Ok(s), Ok(e))) => IdText::InJson(s, e),
                 _ => IdText::Owned(raw.into()),
             }
         }
@@ -301,10 +314,6 @@ fn from_keys(
             "`updatedAt` is not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)"
                 .into(),
         );
-    };
-    let json = match line {
-        std::borrow::Cow::Borrowed(_) => bytes.clone(),
-        std::borrow::Cow::Owned(s) => Bytes::from(s),
     };
     let mut record = Record {
         id_hash: 0,

@@ -23,6 +23,11 @@ fn scan(data: &[u8], chunk: usize) -> Result<(Vec<Entry>, Option<String>), Strin
 
 /// The input as one record: the fast path and the serde_json path agree.
 fn record_paths_agree(data: &[u8]) {
+    // What the one-pass scan vouches for at the start of any bytes is UTF-8 and valid JSON.
+    if let Some(s) = json::scan_object(data) {
+        let text = std::str::from_utf8(&data[..s.end]).expect("vouched for bad UTF-8");
+        serde_json::from_str::<serde::de::IgnoredAny>(text).expect("vouched for invalid JSON");
+    }
     let Ok(text) = std::str::from_utf8(data) else { return };
     if json::scan_record(text).is_some() {
         let slow = record::parse_record_slow(text, false).expect("vouched for invalid JSON");
