@@ -315,15 +315,17 @@ fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<
                 .into(),
         );
     };
-    let mut record = Record {
-        id_hash: 0,
+    let id_hash = xxhash_rust::xxh3::xxh3_64(match &id {
+        IdText::InJson(..) => raw.as_bytes(),
+        IdText::Owned(s) => s.as_bytes(),
+    });
+    Entry::Valid(Record {
+        id_hash,
         content_hash: xxhash_rust::xxh3::xxh3_128(&json),
         id,
         updated_at,
         json,
-    };
-    record.id_hash = xxhash_rust::xxh3::xxh3_64(record.id().as_bytes());
-    Entry::Valid(record)
+    })
 }
 
 /// The id as canonical JSON text, so that `"42"` and `42` stay distinct keys and two
