@@ -4,7 +4,7 @@
 //! that received objects are fsynced by [`Sink::flush`], once per run rather than once per
 //! object: each directory fsync is a journal commit that every other write waits for.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +16,16 @@ use crate::state::file::write_beside;
 pub struct DirSink {
     root: PathBuf,
     /// Directories with entries not yet made durable (shared by clones).
-    unsynced: Arc<Mutex<BTreeSet<PathBuf>>>,
+    unsynced: Arc<Mutex<Unsynced>>,
+}
+
+/// Each directory with new entries, and the number of the latest object placed in or
+/// below it, so that a flush forgets a directory only if nothing was placed there after it
+/// looked (two runs may share a sink and flush at the same time).
+#[derive(Debug, Default)]
+struct Unsynced {
+    placed: u64,
+    dirs: BTreeMap<PathBuf, u64>,
 }
 
 impl DirSink {
@@ -45,36 +54,45 @@ impl Sink for DirSink {
     ) -> Result<Put> {
         let path = self.path(key)?;
         let key_owned = key.to_string();
-        // The object's directory and the ones above it, up to the root's parent (any of
-        // them may have been created now): made durable by `flush`.
-        if let Ok(mut dirs) = self.unsynced.lock() {
+        let root = self.root.clone();
+        let placed = tokio::task::spawn_blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            create_new(&path, &body).map(|put| (put, path))
+        })
+        .await
+        .map_err(|e| Error::sink(&key_owned, format!("write task failed: {e}")))?
+        .map_err(|e| Error::sink(&key_owned, format!("{} ({})", e, root.display())))?;
+        let (put, path) = placed;
+        // Now that the object is in place: its directory and the ones above it, up to the
+        // root's parent (any of them may have been created now), await `flush`.
+        if let Ok(mut u) = self.unsynced.lock() {
+            u.placed += 1;
+            let n = u.placed;
             let top = dir_or_dot(self.root.parent().unwrap_or(&self.root));
             for dir in path.ancestors().skip(1).map(dir_or_dot) {
-                if !dirs.insert(dir.to_path_buf()) || dir == top {
+                u.dirs.insert(dir.to_path_buf(), n);
+                if dir == top {
                     break;
                 }
             }
         }
-        tokio::task::spawn_blocking(move || {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            create_new(&path, &body)
-        })
-        .await
-        .map_err(|e| Error::sink(&key_owned, format!("write task failed: {e}")))?
-        .map_err(|e| Error::sink(&key_owned, format!("{} ({})", e, self.root.display())))
+        Ok(put)
     }
 
     async fn flush(&self) -> Result<()> {
         let dirs = match self.unsynced.lock() {
-            Ok(mut d) => std::mem::take(&mut *d),
+            Ok(u) => u.dirs.clone(),
             Err(_) => return Err(Error::sink("", "the directory list is poisoned")),
         };
-        let pending = dirs.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let synced = dirs.clone();
+        tokio::task::spawn_blocking(move || {
             // Deepest first: a new directory's own entries before its entry in its parent.
-            for dir in dirs.iter().rev() {
+            for dir in dirs.keys().rev() {
                 std::fs::File::open(dir)
                     .and_then(|d| d.sync_all())
                     .map_err(|e| (dir.clone(), e))?;
@@ -82,20 +100,22 @@ impl Sink for DirSink {
             Ok(())
         })
         .await
-        .map_err(|e| Error::sink("", format!("flush task failed: {e}")))?;
-        match result {
-            Ok(()) => Ok(()),
-            Err((dir, e)) => {
-                // Not durable: the next flush tries again.
-                if let Ok(mut d) = self.unsynced.lock() {
-                    d.extend(pending);
+        .map_err(|e| Error::sink("", format!("flush task failed: {e}")))?
+        .map_err(|(dir, e)| {
+            // Nothing is forgotten: the next flush tries again.
+            Error::sink(
+                &dir.display().to_string(),
+                format!("making the directory durable: {e}"),
+            )
+        })?;
+        if let Ok(mut u) = self.unsynced.lock() {
+            for (dir, n) in synced {
+                if u.dirs.get(&dir) == Some(&n) {
+                    u.dirs.remove(&dir);
                 }
-                Err(Error::sink(
-                    &dir.display().to_string(),
-                    format!("making the directory durable: {e}"),
-                ))
             }
         }
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -141,4 +161,40 @@ fn create_new(path: &Path, body: &[u8]) -> std::io::Result<Put> {
             Err(e) => Err(e),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(sink: &DirSink) -> Vec<PathBuf> {
+        sink.unsynced.lock().unwrap().dirs.keys().cloned().collect()
+    }
+
+    #[tokio::test]
+    async fn flush_makes_the_directories_of_placed_objects_durable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let sink = DirSink::new(&out);
+        let body = || bytes::Bytes::from_static(b"{}\n");
+        assert!(pending(&sink).is_empty());
+        let put = sink.put_new("user/a.jsonl", body(), super::super::JSONL);
+        assert_eq!(put.await.unwrap(), Put::Created);
+        // The object's directory, the new root, and the root's parent (which got `out`).
+        assert_eq!(
+            pending(&sink),
+            [tmp.path().to_path_buf(), out.clone(), out.join("user")]
+        );
+        sink.flush().await.unwrap();
+        assert!(pending(&sink).is_empty());
+        sink.flush().await.unwrap();
+
+        // A directory that cannot be made durable fails the flush and is not forgotten.
+        let put = sink.put_new("gone/b.jsonl", body(), super::super::JSONL);
+        assert_eq!(put.await.unwrap(), Put::Created);
+        std::fs::remove_dir_all(out.join("gone")).unwrap();
+        let err = sink.flush().await.unwrap_err().to_string();
+        assert!(err.contains("gone"), "{err}");
+        assert!(pending(&sink).contains(&out.join("gone")));
+    }
 }
