@@ -101,6 +101,10 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
 #[inline]
 fn ws(b: &[u8], mut i: usize) -> Option<usize> {
     while let Some(&c) = b.get(i) {
+        // Compact JSON has no whitespace: one comparison for the usual case.
+        if c > b' ' {
+            return Some(i);
+        }
         match c {
             b' ' | b'\t' => i += 1,
             b'\n' | b'\r' => return None,
@@ -112,8 +116,12 @@ fn ws(b: &[u8], mut i: usize) -> Option<usize> {
 
 /// The end (exclusive) of the value starting at `b[i]`.
 fn value(b: &[u8], i: usize, depth: u32) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => Some(i + 1 + string(&b[i + 1..])? + 1),
+    let c = *b.get(i)?;
+    // Most values are strings: a branch that predicts well before the table.
+    if c == b'"' {
+        return Some(i + 1 + string(&b[i + 1..])? + 1);
+    }
+    match c {
         b'{' => object(b, i, depth + 1),
         b'[' => array(b, i, depth + 1),
         b't' => literal(b, i, b"true"),
