@@ -5,8 +5,10 @@
 //! * fingerprints (this project): unchanged rows in the overlap are not rewritten;
 //! * the seed's behaviour (`FINGERPRINT_MAX=0`): every row in the window is written.
 //!
-//!     cargo bench --bench overlap              # 20,000 rows, 30 warm-up runs, 40 measured
-//!     cargo bench --bench overlap -- 100000    # another table size
+//! ```text
+//! cargo bench --bench overlap              # 20,000 rows, 30 warm-up runs, 40 measured
+//! cargo bench --bench overlap -- 100000    # another table size
+//! ```
 //!
 //! The engine runs as in production (file state, directory output, fsyncs); the source is
 //! in memory (what is measured is what gets written, not HTTP).

@@ -68,7 +68,7 @@ fn parse_utc_fast(b: &[u8]) -> Option<DateTime<Utc>> {
 /// Converts a number of hours (decimals allowed) to a duration, rejecting negative,
 /// non-finite and absurd values (more than ten years).
 pub fn buffer_from_hours(hours: f64) -> Option<TimeDelta> {
-    if !hours.is_finite() || hours < 0.0 || hours > 24.0 * 366.0 * 10.0 {
+    if !hours.is_finite() || !(0.0..=24.0 * 366.0 * 10.0).contains(&hours) {
         return None;
     }
     TimeDelta::try_milliseconds((hours * 3_600_000.0).round() as i64)

@@ -1031,7 +1031,7 @@ async fn objects_are_durable_before_the_manifest_and_the_checkpoint(kind: Kind) 
     assert_eq!(s.objects.len(), 3);
 
     let journal = journal.lock().unwrap().clone();
-    let at = |what: &dyn Fn(&String) -> bool| journal.iter().position(|e| what(e));
+    let at = |what: &dyn Fn(&String) -> bool| journal.iter().position(what);
     let manifest = at(&|e| e.contains("/_manifests/")).expect("a manifest");
     let checkpoint = at(&|e| e == "checkpoint").expect("a checkpoint");
     let flushes: Vec<usize> = (0..journal.len())

@@ -104,7 +104,7 @@ impl Sink for DirSink {
         .map_err(|(dir, e)| {
             // Nothing is forgotten: the next flush tries again.
             Error::sink(
-                &dir.display().to_string(),
+                dir.display().to_string(),
                 format!("making the directory durable: {e}"),
             )
         })?;
