@@ -8,31 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use replay_sync::page::PageScanner;
-use replay_sync::record::{self, Entry};
+mod common;
 
-fn record(i: usize) -> String {
-    format!(
-        concat!(
-            r#"{{"id":"u{:010}","name":"Person Number {}","email":"person.{}@example.com","#,
-            r#""address":"{} Example Street, Apt {}\nSpringfield, IL 62704","company":"Example Holdings Ltd","#,
-            r#""job":"Senior Quantity Surveyor","score":{}.{:03},"active":true,"tags":["alpha","beta"],"#,
-            r#""createdAt":"2024-01-01T00:00:00Z","updatedAt":"2024-02-{:02}T{:02}:{:02}:{:02}Z"}}"#
-        ),
-        i,
-        i,
-        i,
-        i % 9999,
-        i % 97,
-        i % 100_000,
-        i % 1000,
-        1 + (i / 86_400) % 28,
-        (i / 3600) % 24,
-        (i / 60) % 60,
-        i % 60
-    )
-}
+use common::record;
+
+use bytes::Bytes;
+use replay_sync::page::{PageScanner, RawElement};
+use replay_sync::record::{self, Entry};
 
 fn best(rounds: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
     let mut best = Duration::MAX;
@@ -59,24 +41,19 @@ fn main() {
         .collect();
     let texts: Vec<String> = (0..PAGES * PER_PAGE).map(record).collect();
 
-    let split = || {
-        let mut n = 0;
-        for page in &pages {
-            let mut s = PageScanner::new("data", Some("next"));
-            let mut out = Vec::new();
-            s.feed_raw(page, &mut out).expect("valid page");
-            s.finish().expect("complete page");
-            n += out.len();
-        }
-        n
+    // The elements of every page, the page parser's output.
+    let elements = |page: &Bytes| {
+        let mut s = PageScanner::new("data", Some("next"));
+        let mut out: Vec<RawElement> = Vec::new();
+        s.feed_raw(page, &mut out).expect("valid page");
+        s.finish().expect("complete page");
+        out
     };
+    let split = || pages.iter().map(|p| elements(p).len()).sum();
     let parse = || {
         let mut n = 0;
         for page in &pages {
-            let mut s = PageScanner::new("data", Some("next"));
-            let mut out = Vec::new();
-            s.feed_raw(page, &mut out).expect("valid page");
-            for e in &out {
+            for e in elements(page) {
                 assert!(matches!(e.parse(), Ok(Entry::Valid(_))));
                 n += 1;
             }

@@ -362,9 +362,8 @@ impl PageScanner {
                         // The common case: a valid record wholly in this chunk, found and
                         // validated in one pass. Anything else (cut by the chunk's end,
                         // unusual, invalid) takes the general path below.
-                        if let Some(found) = (b == b'{')
-                            .then(|| json::scan_object(&chunk[i..]))
-                            .flatten()
+                        if b == b'{'
+                            && let Some(found) = json::scan_object(&chunk[i..])
                         {
                             let end = i + found.end;
                             out.push(RawElement {

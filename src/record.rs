@@ -162,11 +162,7 @@ struct Keys<'a> {
 /// an [`Entry::Rejected`]. `multiline`: the text may contain raw line breaks between tokens
 /// (the scanner knows; when unsure, pass `true`).
 pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    let bytes = Bytes::copy_from_slice(text.as_bytes());
-    match json::scan_record(text) {
-        Some(keys) => Ok(from_keys(&bytes, text, keys.id, keys.updated_at, false)),
-        None => parse_slow(&bytes, text, multiline),
-    }
+    parse_text(&Bytes::copy_from_slice(text.as_bytes()), text, multiline)
 }
 
 /// [`parse_record`] for an element held in `bytes`: a valid record keeps a range of
@@ -174,30 +170,48 @@ pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Er
 /// valid JSON).
 pub(crate) fn parse_element(bytes: &Bytes, multiline: bool) -> Result<Entry, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the body is not valid UTF-8".to_string())?;
-    // The common case in one pass; any doubt goes to serde_json, which decides and words it.
+    parse_text(bytes, text, multiline)
+        .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))
+}
+
+/// The common case in one pass ([`json::scan_record`]); any doubt goes to serde_json, which
+/// decides and words it. `text` is `bytes` as a str.
+fn parse_text(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
     match json::scan_record(text) {
         Some(keys) => Ok(from_keys(bytes, text, keys.id, keys.updated_at, false)),
-        None => parse_slow(bytes, text, multiline)
-            .map_err(|e| format!("the body is not valid JSON (in a record: {e})")),
+        None => parse_slow(bytes, text, multiline),
     }
 }
 
 /// [`parse_element`] for an element that [`json::scan_object`] already validated (UTF-8
-/// included), with the ranges of its `id` and `updatedAt` values in `bytes`.
+/// included), with the ranges of its `id` and `updatedAt` values in `bytes`: only those two
+/// values are looked at as text.
 pub(crate) fn parse_scanned(
     bytes: &Bytes,
     id: Option<Range<usize>>,
     updated: Option<Range<usize>>,
 ) -> Result<Entry, String> {
-    // The scan checked UTF-8 too: only the two values are looked at as text here.
-    let text = |r: Range<usize>| bytes.get(r).and_then(|b| std::str::from_utf8(b).ok());
-    match (
-        id.clone().map(|r| text(r.clone()).map(|t| (t, Some(r)))),
-        updated.map(text),
-    ) {
-        (Some(None), _) | (_, Some(None)) => parse_element(bytes, false),
-        (id, updated) => Ok(build(bytes.clone(), id.flatten(), updated.flatten())),
-    }
+    let text = |r: &Range<usize>| {
+        bytes
+            .get(r.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+    };
+    // Ranges from the scan are always text; were one not, the general path decides.
+    let id = match id {
+        Some(r) => match text(&r) {
+            Some(t) => Some((t, Some(r))),
+            None => return parse_element(bytes, false),
+        },
+        None => None,
+    };
+    let updated = match updated {
+        Some(r) => match text(&r) {
+            Some(t) => Some(t),
+            None => return parse_element(bytes, false),
+        },
+        None => None,
+    };
+    Ok(build(bytes.clone(), id, updated))
 }
 
 /// The slow path of [`parse_record`], also the reference for the fast one (the fuzz target

@@ -670,13 +670,16 @@ async fn batches_are_bounded_and_deduplicated(kind: Kind) {
     }
 }
 
-/// A state store whose first checkpoint fails (a storage error), like a throttled table.
-struct FailOnce<'a, S> {
+/// A state store that runs `hook` before each checkpoint: an error from it is the
+/// checkpoint's result (the inner store is not asked).
+struct BeforeCheckpoint<'a, S, H> {
     inner: &'a S,
-    failed: std::sync::atomic::AtomicBool,
+    hook: H,
 }
 
-impl<S: StateStore> StateStore for FailOnce<'_, S> {
+impl<S: StateStore, H: Fn() -> replay_sync::Result<()> + Send + Sync> StateStore
+    for BeforeCheckpoint<'_, S, H>
+{
     async fn load(&self, sync_id: &str) -> replay_sync::Result<SyncState> {
         self.inner.load(sync_id).await
     }
@@ -696,12 +699,7 @@ impl<S: StateStore> StateStore for FailOnce<'_, S> {
         sync_id: &str,
         commit: &Commit<'_>,
     ) -> replay_sync::Result<Checkpoint> {
-        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            // What an adapter returns when the table is unavailable.
-            return Err(Error::State {
-                message: "injected: table unavailable".into(),
-            });
-        }
+        (self.hook)()?;
         self.inner.checkpoint(sync_id, commit).await
     }
 
@@ -722,9 +720,20 @@ async fn failed_checkpoint_then_retry_rewrites_the_same_keys(kind: Kind) {
         max_records: 5,
         max_bytes: 1 << 20,
     };
-    let flaky = FailOnce {
+    // The first checkpoint fails (a storage error), like a throttled table.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let flaky = BeforeCheckpoint {
         inner: &env.state,
-        failed: Default::default(),
+        hook: || {
+            if failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                // What an adapter returns when the table is unavailable.
+                Err(Error::State {
+                    message: "injected: table unavailable".into(),
+                })
+            }
+        },
     };
 
     let err = env
@@ -956,41 +965,6 @@ impl replay_sync::sink::Sink for JournalSink {
     }
 }
 
-/// A state store that notes each checkpoint.
-struct JournalState<'a, S> {
-    inner: &'a S,
-    journal: Journal,
-}
-
-impl<S: StateStore> StateStore for JournalState<'_, S> {
-    async fn load(&self, sync_id: &str) -> replay_sync::Result<SyncState> {
-        self.inner.load(sync_id).await
-    }
-
-    async fn try_lease(
-        &self,
-        sync_id: &str,
-        seen: &SyncState,
-        lease: &Lease,
-        plan: &Plan,
-    ) -> replay_sync::Result<bool> {
-        self.inner.try_lease(sync_id, seen, lease, plan).await
-    }
-
-    async fn checkpoint(
-        &self,
-        sync_id: &str,
-        commit: &Commit<'_>,
-    ) -> replay_sync::Result<Checkpoint> {
-        self.journal.lock().unwrap().push("checkpoint".into());
-        self.inner.checkpoint(sync_id, commit).await
-    }
-
-    async fn release(&self, sync_id: &str, owner: &str) -> replay_sync::Result<()> {
-        self.inner.release(sync_id, owner).await
-    }
-}
-
 /// Objects are made durable (a sink flush: one group commit of the directories on a file
 /// system) after they are written and before the manifest that lists them; the manifest,
 /// before the checkpoint that commits it.
@@ -1012,9 +986,12 @@ async fn objects_are_durable_before_the_manifest_and_the_checkpoint(kind: Kind) 
         inner: env.sink.clone(),
         journal: journal.clone(),
     };
-    let state = JournalState {
+    let state = BeforeCheckpoint {
         inner: &env.state,
-        journal: journal.clone(),
+        hook: || {
+            journal.lock().unwrap().push("checkpoint".into());
+            Ok(())
+        },
     };
     let inv = replay_sync::sync::Invocation::new("journal", None);
     let s = replay_sync::Engine {

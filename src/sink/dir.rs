@@ -89,15 +89,14 @@ impl Sink for DirSink {
         if dirs.is_empty() {
             return Ok(());
         }
-        let synced = dirs.clone();
-        tokio::task::spawn_blocking(move || {
+        let synced = tokio::task::spawn_blocking(move || {
             // Deepest first: a new directory's own entries before its entry in its parent.
             for dir in dirs.keys().rev() {
                 std::fs::File::open(dir)
                     .and_then(|d| d.sync_all())
                     .map_err(|e| (dir.clone(), e))?;
             }
-            Ok(())
+            Ok(dirs)
         })
         .await
         .map_err(|e| Error::sink("", format!("flush task failed: {e}")))?
