@@ -152,7 +152,7 @@ impl App {
                 }
             };
             let (name, value) = auth_header(auth, &token)?;
-            source = source.with_auth_header(name, value);
+            source = source.with_auth_header(name, value, &token);
         }
         Ok(App {
             settings: Settings {
@@ -181,7 +181,11 @@ impl App {
             };
             engine.run(&request, invocation).await
         }
-        .await;
+        .await
+        // Whatever an adapter let through, the credential and emails stop here: this is
+        // what the log, the local command and Lambda's invocation error (and so a
+        // dead-letter queue) get.
+        .map_err(|e| e.scrubbed(self.source.secrets()));
         match &result {
             Ok(s) => info!(
                 sync_id = %s.sync_id,

@@ -83,7 +83,14 @@ pub struct ApiConfig {
     /// Attempts per request, the first included (429, 5xx, timeouts, resets are retried).
     pub max_attempts: u32,
     pub auth: Option<AuthConfig>,
+    /// `MAX_RECORD_BYTES`: a record larger than this is not held in memory: it is
+    /// quarantined in `_rejected/` with its id and size.
+    pub max_record_bytes: usize,
 }
+
+/// Default of `MAX_RECORD_BYTES` (16 MiB): far above any real row (DynamoDB caps an item at
+/// 400 KB), far below what would endanger a small Lambda.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 /// The whole, validated configuration of one deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,10 +158,18 @@ impl Config {
             max_records: parse_positive(&get, "BATCH_MAX_RECORDS", defaults.max_records)?,
             max_bytes: parse_positive(&get, "BATCH_MAX_BYTES", defaults.max_bytes)?,
         };
-        let timeout_secs = parse_positive(&get, "API_TIMEOUT_SECONDS", 30)?;
+        // Bounded: a Lambda runs 900 s at most, and an absurd value must not overflow the
+        // clock arithmetic (it once panicked).
+        let timeout_secs = parse_bounded(&get, "API_TIMEOUT_SECONDS", 30, 900)?;
         let auth = parse_auth(&get)?;
-        let max_attempts = parse_positive(&get, "API_MAX_ATTEMPTS", 6)?;
-        let margin = parse_positive(&get, "DEADLINE_MARGIN_SECONDS", 30)?;
+        let max_attempts = parse_bounded(&get, "API_MAX_ATTEMPTS", 6, 100)?;
+        let margin = parse_bounded(&get, "DEADLINE_MARGIN_SECONDS", 30, 900)?;
+        let max_record_bytes = parse_bounded(
+            &get,
+            "MAX_RECORD_BYTES",
+            DEFAULT_MAX_RECORD_BYTES,
+            1024 * 1024 * 1024,
+        )?;
         let fingerprint_max = match get("FINGERPRINT_MAX").as_deref() {
             Some("0") => 0,
             _ => parse_positive(&get, "FINGERPRINT_MAX", 500_000)?,
@@ -169,6 +184,7 @@ impl Config {
                 timeout: std::time::Duration::from_secs(timeout_secs as u64),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
                 auth,
+                max_record_bytes,
             },
             buffer,
             sync_id,
@@ -201,6 +217,23 @@ fn parse_positive(
             )),
         },
     }
+}
+
+/// Like `parse_positive`, and at most `max` (named in the message).
+fn parse_bounded(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize> {
+    let n = parse_positive(get, var, default)?;
+    if n > max {
+        return Err(Error::config(
+            var,
+            format!("expected a positive whole number of at most {max}, got {n}"),
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_auth(get: &impl Fn(&str) -> Option<String>) -> Result<Option<AuthConfig>> {
@@ -469,6 +502,34 @@ mod tests {
         assert_eq!(
             err_var(&[API, ("BATCH_MAX_BYTES", "lots")]),
             "BATCH_MAX_BYTES"
+        );
+        // Once a panic (an instant overflowed): now a configuration error.
+        assert_eq!(
+            err_var(&[API, ("API_TIMEOUT_SECONDS", "18446744073709551615")]),
+            "API_TIMEOUT_SECONDS"
+        );
+        assert_eq!(
+            err_var(&[API, ("API_TIMEOUT_SECONDS", "901")]),
+            "API_TIMEOUT_SECONDS"
+        );
+        assert_eq!(
+            err_var(&[API, ("DEADLINE_MARGIN_SECONDS", "99999999999")]),
+            "DEADLINE_MARGIN_SECONDS"
+        );
+        assert_eq!(
+            err_var(&[API, ("MAX_RECORD_BYTES", "0")]),
+            "MAX_RECORD_BYTES"
+        );
+        assert_eq!(
+            cfg(&[API, ("MAX_RECORD_BYTES", "1000")])
+                .unwrap()
+                .api
+                .max_record_bytes,
+            1000
+        );
+        assert_eq!(
+            cfg(&[API]).unwrap().api.max_record_bytes,
+            DEFAULT_MAX_RECORD_BYTES
         );
     }
 

@@ -72,6 +72,61 @@ impl Error {
         }
     }
 
+    /// The same error with every text field passed through [`crate::redact::Secrets::scrub`]
+    /// (the credential and emails out).
+    pub fn scrubbed(self, secrets: &crate::redact::Secrets) -> Self {
+        let s = |t: String| secrets.scrub(&t).into_owned();
+        match self {
+            Error::Config { var, message } => Error::Config {
+                var,
+                message: s(message),
+            },
+            Error::Event { field, message } => Error::Event {
+                field,
+                message: s(message),
+            },
+            Error::Upstream {
+                status,
+                url,
+                attempts,
+                excerpt,
+            } => Error::Upstream {
+                status,
+                url: s(url),
+                attempts,
+                excerpt: s(excerpt),
+            },
+            Error::Transport {
+                url,
+                attempts,
+                message,
+            } => Error::Transport {
+                url: s(url),
+                attempts,
+                message: s(message),
+            },
+            Error::MalformedResponse { url, message } => Error::MalformedResponse {
+                url: s(url),
+                message: s(message),
+            },
+            Error::Paging { url, message } => Error::Paging {
+                url: s(url),
+                message: s(message),
+            },
+            Error::RetryBudget { seconds_left, last } => Error::RetryBudget {
+                seconds_left,
+                last: Box::new(last.scrubbed(secrets)),
+            },
+            Error::State { message } => Error::State {
+                message: s(message),
+            },
+            Error::Sink { key, message } => Error::Sink {
+                key,
+                message: s(message),
+            },
+        }
+    }
+
     pub(crate) fn config(var: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {
             var: var.into(),

@@ -3,8 +3,8 @@
 //!
 //! [`scan_record`] answers `Some` only when it is certain: the text is one valid JSON object
 //! (grammar, string escapes, no control characters in strings, nesting of at most
-//! [`MAX_DEPTH`]) with no line break between tokens, no escape in a top-level key, and at
-//! most one `id` and one `updatedAt`. Anything else — including every invalid text — gets
+//! [`MAX_DEPTH`]) with no line break between tokens, no escape in a top-level key, no key
+//! twice in any object, no escaped key in a nested one, and no top-level `_synced_at`. Anything else — including every invalid text — gets
 //! `None`, and the caller lets `serde_json` decide and word the error. So this module can
 //! only make valid records cheaper; it never decides a rejection or an error itself (the
 //! fuzz target checks that both paths give the same entry for every element).
@@ -58,12 +58,18 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
             updated_at: None,
         });
     }
+    let mut keys = KeySet::new();
     loop {
         if b.get(i) != Some(&b'"') {
             return None;
         }
         let key_start = i + 1;
         let key_end = key_start + plain_string(&b[key_start..])?;
+        let key = &b[key_start..key_end];
+        // A duplicate key, or the field replay-sync adds: serde_json words the rejection.
+        if key == RESERVED || !keys.insert(key) {
+            return None;
+        }
         i = ws(b, key_end + 1)?;
         if b.get(i) != Some(&b':') {
             return None;
@@ -94,6 +100,112 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
         id: present(id),
         updated_at: present(updated),
     })
+}
+
+/// Where the value of the top-level `key` of the object starting `b` is, if it comes (whole)
+/// before the text ends or stops being valid: for the head of a record too large to hold.
+pub fn top_level_value(b: &[u8], key: &[u8]) -> Option<std::ops::Range<usize>> {
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let mut i = ws_any(b, 1);
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let len = string(b.get(i + 1..)?)?;
+        let k = &b[i + 1..i + 1 + len];
+        i = ws_any(b, i + len + 2);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = ws_any(b, i + 1);
+        let end = value_any(b, start)?;
+        if k == key {
+            return Some(start..end);
+        }
+        i = ws_any(b, end);
+        if b.get(i) != Some(&b',') {
+            return None;
+        }
+        i = ws_any(b, i + 1);
+    }
+}
+
+/// Skips any JSON whitespace (line breaks included).
+fn ws_any(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// [`value`] for a value that may span lines (compacting is not needed to find an id).
+fn value_any(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => Some(i + 1 + string(&b[i + 1..])? + 1),
+        b'-' | b'0'..=b'9' => number(b, i),
+        b'{' | b'[' => value(b, i, 1),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        _ => None,
+    }
+}
+
+/// The field replay-sync adds to every line: a record may not bring its own.
+pub const RESERVED: &[u8] = b"_synced_at";
+
+/// The keys of one object seen so far, to find a duplicate (which would make the output line
+/// unreadable: DuckDB, Athena's SerDe and others refuse a key twice). A 64-bit filter spares
+/// the comparisons for the usual distinct keys; the first keys live on the stack.
+struct KeySet<'b> {
+    inline: [&'b [u8]; INLINE_KEYS],
+    n: usize,
+    spill: Vec<&'b [u8]>,
+    filter: u64,
+}
+
+const INLINE_KEYS: usize = 24;
+/// More keys in one object than this go to the slow path (whose check is a hash set).
+const MAX_FAST_KEYS: usize = 128;
+
+impl<'b> KeySet<'b> {
+    #[inline]
+    fn new() -> Self {
+        KeySet {
+            inline: [&[]; INLINE_KEYS],
+            n: 0,
+            spill: Vec::new(),
+            filter: 0,
+        }
+    }
+
+    /// Adds `key`; `false` if it was already there (or the object is too large to tell).
+    #[inline]
+    fn insert(&mut self, key: &'b [u8]) -> bool {
+        if self.n >= MAX_FAST_KEYS {
+            return false; // a huge object: serde_json's hash set decides in linear time
+        }
+        let first = key.first().copied().unwrap_or(0) as u32;
+        let last = key.last().copied().unwrap_or(0) as u32;
+        let h =
+            (key.len() as u32).wrapping_mul(0x9E37_79B9) ^ first.wrapping_mul(0x85EB_CA6B) ^ last;
+        let bit = 1u64 << (h.wrapping_mul(0x2545_F491) >> 26);
+        if self.filter & bit != 0
+            && (self.inline[..self.n.min(INLINE_KEYS)].contains(&key) || self.spill.contains(&key))
+        {
+            return false;
+        }
+        self.filter |= bit;
+        if self.n < INLINE_KEYS {
+            self.inline[self.n] = key;
+        } else {
+            self.spill.push(key);
+        }
+        self.n += 1;
+        true
+    }
 }
 
 /// Skips spaces and tabs; a line break gives `None` (the record must be compacted, which
@@ -144,12 +256,19 @@ fn object(b: &[u8], open: usize, depth: u32) -> Option<usize> {
     if b.get(i) == Some(&b'}') {
         return Some(i + 1);
     }
+    let mut keys = KeySet::new();
     loop {
         if b.get(i) != Some(&b'"') {
             return None;
         }
         i += 1;
-        i += string(&b[i..])? + 1;
+        let len = string(&b[i..])?;
+        let key = &b[i..i + len];
+        // A key with an escape compares only once unescaped: serde_json decides.
+        if key.contains(&b'\\') || !keys.insert(key) {
+            return None;
+        }
+        i += len + 1;
         i = ws(b, i)?;
         if b.get(i) != Some(&b':') {
             return None;
@@ -306,6 +425,19 @@ mod tests {
     }
 
     #[test]
+    fn the_id_is_found_in_a_head() {
+        let head = br#"{ "name": "x", "id" : "u-7", "blob": "aaaaaaaaaaa"#;
+        let r = top_level_value(head, b"id").unwrap();
+        assert_eq!(&head[r], br#""u-7""#);
+        assert_eq!(top_level_value(br#"{"blob":"aaa"#, b"id"), None);
+        assert_eq!(
+            top_level_value(br#"{"a":{"id":1},"id":2}"#, b"id").map(|r| r.start),
+            Some(19)
+        );
+        assert_eq!(top_level_value(b"[1]", b"id"), None);
+    }
+
+    #[test]
     fn utf8_is_checked_in_strings() {
         assert!(
             scan_object("{\"id\":\"caf\u{e9} \u{1F600}\",\"x\":[\"\u{4e2d}\"]}".as_bytes())
@@ -355,9 +487,20 @@ mod tests {
             r#"{"a":[1 2]}"#,
             r#"{"a" 1}"#,
             r#"{"a":1}x"#,
+            r#"{"id":1,"a":1,"b":2,"a":3}"#,
+            r#"{"id":1,"n":{"x":1,"x":2}}"#,
+            r#"{"id":1,"n":[{"x":1,"y":{"z":1,"z":1}}]}"#,
+            r#"{"id":1,"n":{"\u0078":1}}"#,
+            r#"{"id":1,"_synced_at":"2099-01-01T00:00:00Z"}"#,
         ] {
             assert_eq!(scan_record(text), None, "{text}");
         }
+        // Same key in different objects, and many distinct keys, are fine.
+        assert!(scan_record(r#"{"id":1,"x":{"x":1,"id":2},"y":[{"x":1},{"x":2}]}"#).is_some());
+        let wide: Vec<String> = (0..100).map(|k| format!("\"k{k}\":{k}")).collect();
+        assert!(scan_record(&format!("{{{}}}", wide.join(","))).is_some());
+        let wide: Vec<String> = (0..100).map(|k| format!("\"k{}\":{k}", k % 99)).collect();
+        assert_eq!(scan_record(&format!("{{{}}}", wide.join(","))), None);
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
         assert_eq!(scan_record(&deep), None);
         let ok = format!("{{\"a\":{}{}}}", "[".repeat(60), "]".repeat(60));

@@ -36,6 +36,7 @@ pub mod json;
 pub mod metrics;
 pub mod page;
 pub mod record;
+pub mod redact;
 pub mod sink;
 pub mod source;
 pub mod state;

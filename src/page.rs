@@ -29,7 +29,15 @@ pub struct PageScanner {
     /// Where the element being read started in the current chunk (`None`: in an earlier
     /// chunk, its first bytes are in `buf`).
     elem_start: Option<usize>,
+    /// `MAX_RECORD_BYTES`: an element (or another top-level value) beyond this is not held.
+    max_value: usize,
+    /// The size of the value being read, once it passed `max_value` (`buf` then keeps only
+    /// its first [`OVERSIZED_HEAD`] bytes).
+    oversized: Option<usize>,
 }
+
+/// What is kept of an oversized record: enough to find its `id` in the usual case.
+pub const OVERSIZED_HEAD: usize = 64 * 1024;
 
 /// One element of the records array, as its bytes, not yet parsed: a range of the network
 /// chunk it arrived in (no copy) unless it spanned chunks.
@@ -40,6 +48,9 @@ pub struct RawElement {
     multiline: bool,
     /// Already validated by [`json::scan_object`], which found these values.
     scanned: Option<ScannedKeys>,
+    /// The element was larger than `MAX_RECORD_BYTES`: `bytes` is only its head, and this
+    /// its whole size.
+    oversized: Option<(usize, usize)>,
 }
 
 /// Where a validated element's `id` and `updatedAt` values are.
@@ -53,6 +64,9 @@ impl RawElement {
     /// Validates the element: `Err` says the body is not valid JSON or UTF-8; a valid
     /// element that cannot be synced is an [`Entry::Rejected`].
     pub fn parse(&self) -> Result<Entry, String> {
+        if let Some((size, max)) = self.oversized {
+            return Ok(record::oversized(&self.bytes, size, max));
+        }
         match &self.scanned {
             Some(k) => record::parse_scanned(&self.bytes, k.id.clone(), k.updated_at.clone()),
             None => record::parse_element(&self.bytes, self.multiline),
@@ -229,6 +243,59 @@ impl PageScanner {
             next: None,
             offset: 0,
             elem_start: None,
+            max_value: usize::MAX,
+            oversized: None,
+        }
+    }
+
+    /// Caps what is held of one record (or other top-level value) at `max` bytes
+    /// (`MAX_RECORD_BYTES`): a larger record becomes an [`Entry::Rejected`] that keeps its
+    /// id and size, a larger other field is skipped unchecked.
+    pub fn with_max_value(mut self, max: usize) -> Self {
+        self.max_value = max.max(1);
+        self
+    }
+
+    /// Appends the next bytes of the value being captured, keeping at most `max_value`
+    /// (past it, only the first [`OVERSIZED_HEAD`] bytes and the size).
+    fn hold(&mut self, bytes: &[u8]) {
+        match &mut self.oversized {
+            Some(size) => *size += bytes.len(),
+            None if self.buf.len() + bytes.len() > self.max_value => {
+                let size = self.buf.len() + bytes.len();
+                let keep = OVERSIZED_HEAD.min(self.max_value);
+                if self.buf.len() < keep {
+                    let more = (keep - self.buf.len()).min(bytes.len());
+                    self.buf.extend_from_slice(&bytes[..more]);
+                }
+                self.buf.truncate(keep);
+                self.oversized = Some(size);
+            }
+            None => self.buf.extend_from_slice(bytes),
+        }
+    }
+
+    /// The element that ended in `chunk` at `end` (exclusive), from `elem_start` in this
+    /// chunk or from the bytes held.
+    fn element(&mut self, chunk: &bytes::Bytes, from: usize, end: usize) -> RawElement {
+        let multiline = self.value.multiline;
+        let (bytes, oversized) = match self.elem_start.take() {
+            Some(start) if end - start > self.max_value => {
+                let keep = OVERSIZED_HEAD.min(self.max_value);
+                (chunk.slice(start..start + keep), Some(end - start))
+            }
+            Some(start) => (chunk.slice(start..end), None),
+            None => {
+                self.hold(&chunk[from..end]);
+                let held = bytes::Bytes::from(std::mem::take(&mut self.buf));
+                (held, self.oversized.take())
+            }
+        };
+        RawElement {
+            bytes,
+            multiline,
+            scanned: None,
+            oversized: oversized.map(|size| (size, self.max_value)),
         }
     }
 
@@ -263,25 +330,15 @@ impl PageScanner {
                     let end = match self.value.step(&chunk[i..]) {
                         Scan::More => {
                             let from = self.elem_start.take().unwrap_or(i);
-                            self.buf.extend_from_slice(&chunk[from..]);
+                            self.hold(&chunk[from..]);
                             i = chunk.len();
                             continue;
                         }
                         Scan::End(j) => i + j + 1,
                         Scan::EndBefore(j) => i + j,
                     };
-                    let bytes = match self.elem_start.take() {
-                        Some(start) => chunk.slice(start..end),
-                        None => {
-                            self.buf.extend_from_slice(&chunk[i..end]);
-                            bytes::Bytes::from(std::mem::take(&mut self.buf))
-                        }
-                    };
-                    out.push(RawElement {
-                        bytes,
-                        multiline: self.value.multiline,
-                        scanned: None,
-                    });
+                    let element = self.element(chunk, i, end);
+                    out.push(element);
                     self.state = State::ElemCommaOrEnd;
                     i = end;
                     continue;
@@ -289,16 +346,16 @@ impl PageScanner {
                 State::Capture => {
                     match self.value.step(&chunk[i..]) {
                         Scan::More => {
-                            self.buf.extend_from_slice(&chunk[i..]);
+                            self.hold(&chunk[i..]);
                             i = chunk.len();
                         }
                         Scan::End(j) => {
-                            self.buf.extend_from_slice(&chunk[i..=i + j]);
+                            self.hold(&chunk[i..=i + j]);
                             i += j + 1;
                             self.value_done()?;
                         }
                         Scan::EndBefore(j) => {
-                            self.buf.extend_from_slice(&chunk[i..i + j]);
+                            self.hold(&chunk[i..i + j]);
                             i += j;
                             self.value_done()?;
                         }
@@ -364,6 +421,7 @@ impl PageScanner {
                         // unusual, invalid) takes the general path below.
                         if b == b'{'
                             && let Some(found) = json::scan_object(&chunk[i..])
+                            && found.end <= self.max_value
                         {
                             let end = i + found.end;
                             out.push(RawElement {
@@ -373,6 +431,7 @@ impl PageScanner {
                                     id: found.id,
                                     updated_at: found.updated_at,
                                 }),
+                                oversized: None,
                             });
                             self.state = State::ElemCommaOrEnd;
                             i = end;
@@ -439,6 +498,7 @@ impl PageScanner {
 
     fn start_value(&mut self, state: State) {
         self.buf.clear();
+        self.oversized = None;
         self.value = ValueScan::default();
         self.state = state;
     }
@@ -474,6 +534,20 @@ impl PageScanner {
 
     /// A top-level value other than the records array is complete in `buf`.
     fn value_done(&mut self) -> Result<(), String> {
+        if let Some(size) = self.oversized.take() {
+            if self.target == Target::Next {
+                return Err(format!(
+                    "the next-page field `{}` is {size} bytes long, more than MAX_RECORD_BYTES ({})",
+                    self.next_field.as_deref().unwrap_or_default(),
+                    self.max_value
+                ));
+            }
+            // Another field of the page, too large to hold: its structure was followed,
+            // its content is not ours to check.
+            self.buf.clear();
+            self.state = State::AfterValue;
+            return Ok(());
+        }
         let text = std::str::from_utf8(&self.buf)
             .map_err(|_| "the body is not valid UTF-8".to_string())?;
         match self.target {

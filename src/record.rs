@@ -47,6 +47,21 @@ enum IdText {
 pub struct Rejected {
     pub reason: String,
     json: Box<str>,
+    /// How the item goes into the line.
+    form: Form,
+}
+
+/// How a rejected item is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// As sent, under `"record"`.
+    Json,
+    /// As a string under `"record_text"`: it holds a key twice, which would make the line
+    /// unreadable as JSON.
+    Text,
+    /// Too large to hold: only its id (`json` is its raw JSON text, or `null`) and its
+    /// size in bytes, under `"id"` and `"bytes"`.
+    Oversized { bytes: u64 },
 }
 
 /// One item of a page's records array.
@@ -110,7 +125,10 @@ impl Record {
 }
 
 impl Rejected {
-    /// Appends `{"reason":…,"record":<the item as sent>,"_synced_at":…}` and a newline.
+    /// Appends `{"reason":…,"record":<the item as sent>,"_synced_at":…}` and a newline; for
+    /// an item that holds a key twice, `"record_text":"<the item as sent, as a string>"`
+    /// instead of `"record"`, so that no line ever holds a key twice; for an item larger
+    /// than `MAX_RECORD_BYTES`, `"id":<its id or null>,"bytes":<its size>`.
     pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
         out.extend_from_slice(b"{\"reason\":");
         // Serialising a &str cannot fail.
@@ -119,8 +137,25 @@ impl Rejected {
                 .unwrap_or_default()
                 .as_bytes(),
         );
-        out.extend_from_slice(b",\"record\":");
-        out.extend_from_slice(self.json.as_bytes());
+        match self.form {
+            Form::Json => {
+                out.extend_from_slice(b",\"record\":");
+                out.extend_from_slice(self.json.as_bytes());
+            }
+            Form::Text => {
+                out.extend_from_slice(b",\"record_text\":");
+                out.extend_from_slice(
+                    serde_json::to_string(&*self.json)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                );
+            }
+            Form::Oversized { bytes } => {
+                out.extend_from_slice(b",\"id\":");
+                out.extend_from_slice(self.json.as_bytes());
+                out.extend_from_slice(format!(",\"bytes\":{bytes}").as_bytes());
+            }
+        }
         out.extend_from_slice(b",\"_synced_at\":\"");
         out.extend_from_slice(synced_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
@@ -155,6 +190,92 @@ struct Keys<'a> {
     id: Option<&'a RawValue>,
     #[serde(rename = "updatedAt", borrow, default)]
     updated_at: Option<&'a RawValue>,
+    /// Whether the record brings its own `_synced_at` (even `null`).
+    #[serde(rename = "_synced_at", default)]
+    synced_at: Present,
+}
+
+/// Whether a field is present, whatever its value.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// Checks that no object in a JSON value holds a key twice (keys compared unescaped).
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(DuplicateKey(key.into_owned())));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+}
+
+/// The message of a duplicate found by [`NoDuplicateKeys`].
+struct DuplicateKey(String);
+
+impl std::fmt::Display for DuplicateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{DUPLICATE_MARK}{:?}", self.0)
+    }
+}
+
+const DUPLICATE_MARK: &str = "duplicate key ";
+
+/// The key an element holds twice (in any of its objects), if any. `text` is valid JSON.
+fn duplicate_key(text: &str) -> Option<String> {
+    let e = serde_json::from_str::<NoDuplicateKeys>(text).err()?;
+    let msg = e.to_string();
+    let key = msg.strip_prefix(DUPLICATE_MARK)?;
+    // serde_json appends " at line L column C".
+    let key = key.rsplit_once(" at line ").map_or(key, |(k, _)| k);
+    Some(key.to_string())
 }
 
 /// Validates one element of the records array, given as its JSON text. `Err` means the
@@ -214,6 +335,23 @@ pub(crate) fn parse_scanned(
     Ok(build(bytes.clone(), id, updated))
 }
 
+/// The entry for a records-array element of `size` bytes, more than `max`
+/// (`MAX_RECORD_BYTES`), of which `head` is the start: rejected, keeping its id (when the
+/// head holds it) and its size, never its content.
+pub(crate) fn oversized(head: &[u8], size: usize, max: usize) -> Entry {
+    let id = json::top_level_value(head, b"id")
+        .and_then(|r| std::str::from_utf8(&head[r]).ok())
+        .and_then(|raw| canonical_id(raw).ok().map(|c| c.into_owned()))
+        .unwrap_or_else(|| "null".into());
+    Entry::Rejected(Rejected {
+        reason: format!(
+            "the record is {size} bytes, more than MAX_RECORD_BYTES ({max}): kept out of memory and out of the lake; its id and size are here"
+        ),
+        json: id.into(),
+        form: Form::Oversized { bytes: size as u64 },
+    })
+}
+
 /// The slow path of [`parse_record`], also the reference for the fast one (the fuzz target
 /// checks that both give the same entry).
 #[doc(hidden)]
@@ -223,26 +361,42 @@ pub fn parse_record_slow(text: &str, multiline: bool) -> Result<Entry, serde_jso
 
 /// The general path: serde_json validates and finds the keys. `text` is `bytes` as a str.
 fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    let reject = |reason: String| {
+    let reject = |reason: String, form: Form| {
         Ok(Entry::Rejected(Rejected {
             reason,
             json: one_line(text, multiline).0.into(),
+            form,
         }))
     };
+    // Valid JSON, or the page is malformed.
+    serde_json::from_str::<IgnoredAny>(text)?;
+    // A key twice would make the output line unreadable (DuckDB refuses the whole glob).
+    if let Some(key) = duplicate_key(text) {
+        return reject(
+            format!(
+                "the record holds the key {key} twice (a JSON Lines line may not; the record is kept as text in record_text)"
+            ),
+            Form::Text,
+        );
+    }
+    let reject = |reason: String| reject(reason, Form::Json);
     if !text.starts_with('{') {
-        serde_json::from_str::<IgnoredAny>(text)?;
         return reject("the record is not a JSON object".into());
     }
     let keys: Keys = match serde_json::from_str(text) {
         Ok(k) => k,
+        // Keys we cannot use. (The text is valid JSON: checked above.)
         Err(e) if e.is_data() => {
-            // Keys we cannot use (a duplicate `id`, say). serde stopped there: the rest must
-            // still be valid JSON, or the page is malformed (found by fuzzing).
-            serde_json::from_str::<IgnoredAny>(text)?;
             return reject(format!("the record's keys are unusable ({e})"));
         }
         Err(e) => return Err(e),
     };
+    if keys.synced_at.0 {
+        return reject(
+            "the record has its own `_synced_at`, the field replay-sync adds to every line: a line may not hold it twice, and renaming it would change the record"
+                .into(),
+        );
+    }
     Ok(from_keys(
         bytes,
         text,
@@ -297,6 +451,7 @@ fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<
         Entry::Rejected(Rejected {
             reason,
             json: String::from_utf8_lossy(&json).into(),
+            form: Form::Json,
         })
     };
     let Some((raw, range)) = id else {
@@ -468,8 +623,47 @@ mod tests {
         assert!(reason(r#"{"data":[42]}"#).contains("not a JSON object"));
         assert!(
             reason(r#"{"data":[{"id":"a","id":"b","updatedAt":"2024-01-15T10:30:00Z"}]}"#)
-                .contains("unusable")
+                .contains("holds the key \"id\" twice")
         );
+    }
+
+    #[test]
+    fn no_output_line_holds_a_key_twice() {
+        let body = r#"{"data":[
+            {"id":"a","updatedAt":"2024-01-15T10:30:00Z","_synced_at":"2099-01-01T00:00:00Z"},
+            {"id":"b","updatedAt":"2024-01-15T10:30:00Z","_synced_at":null},
+            {"id":"c","updatedAt":"2024-01-15T10:30:00Z","n":1,"n":2},
+            {"id":"d","updatedAt":"2024-01-15T10:30:00Z","o":{"k":1,"\u006b":2}},
+            [{"x":1,"x":1}],
+            {"id":"e","updatedAt":"2024-01-15T10:30:00Z","o":{"_synced_at":1}}
+        ]}"#;
+        let p = page(body).unwrap();
+        assert_eq!(p.entries.len(), 6);
+        for (n, e) in p.entries.iter().enumerate() {
+            let mut out = Vec::new();
+            match e {
+                Entry::Valid(r) => {
+                    assert_eq!(n, 5, "only the last one is valid: {r:?}");
+                    r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
+                }
+                Entry::Rejected(r) => {
+                    let want = if n < 2 { "_synced_at" } else { "twice" };
+                    assert!(r.reason.contains(want), "{n}: {}", r.reason);
+                    r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
+                }
+            }
+            let line = std::str::from_utf8(&out).unwrap();
+            assert_eq!(duplicate_key(line.trim_end()), None, "{line}");
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if n >= 2 && n < 5 {
+                // Kept whole, as text.
+                let kept = v["record_text"].as_str().unwrap();
+                assert!(
+                    kept.contains("\"x\":1") || kept.contains("\"id\""),
+                    "{kept}"
+                );
+            }
+        }
     }
 
     #[test]

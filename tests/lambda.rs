@@ -1,6 +1,12 @@
-//! The Lambda runtime API, for real: `cargo lambda watch` (from the project's `.venv/`)
-//! builds and runs the binary as Lambda would, and `cargo lambda invoke --data-file
-//! events/…` delivers the sample events. The function uses DynamoDB and S3 on moto.
+//! The Lambda runtime API, for real: `cargo lambda watch --only-lambda-apis` (from the
+//! project's `.venv/`) serves the runtime API as Lambda does, the binary this test build
+//! already compiled polls it (as `bootstrap` does in Lambda, through
+//! `AWS_LAMBDA_RUNTIME_API`), and `cargo lambda invoke --data-file events/…` delivers the
+//! sample events. The function uses DynamoDB and S3 on moto.
+//!
+//! Nothing here compiles: `cargo lambda watch` without `--only-lambda-apis` would build the
+//! crate again (other features than the test build), which took longer than any fixed wait
+//! on a fresh 2-core machine.
 
 mod common;
 
@@ -9,45 +15,68 @@ use std::process::Command;
 use common::peers::{self, Peer};
 use serde_json::Value;
 
+/// The name the function is invoked by.
+const FUNCTION: &str = "replay-sync";
+
 struct Lambda {
     watch: Peer,
+    /// The function process (its stdout and stderr: what CloudWatch Logs would get).
+    function: Peer,
 }
 
 impl Lambda {
     fn start(env: &[(&str, String)]) -> Lambda {
-        let mut args = vec![
-            "lambda".to_string(),
-            "watch".into(),
-            "-A".into(),
-            "127.0.0.1".into(),
-            "-P".into(),
-            "{port}".into(),
-            "--ignore-changes".into(),
-            "--timeout".into(),
-            "600".into(),
+        let args = [
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            "{port}",
+            "--timeout",
+            "600",
         ];
-        for (k, v) in env {
-            args.push("--env-var".into());
-            args.push(format!("{k}={v}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let watch = Peer::start_in(
+        let watch = Peer::spawn(
             "cargo-lambda-watch",
             peers::venv_bin("cargo-lambda"),
             &args,
-            "/",
             |cmd, _| {
-                // cargo needs the real HOME (its registry); the function builds in this project.
+                // cargo-lambda reads the project's metadata; it builds nothing here.
                 cmd.current_dir(peers::project_dir());
             },
         );
-        Lambda { watch }
+        // Every path of the runtime API may wait for an event: a connection is the sign.
+        watch.wait_listening(std::time::Duration::from_secs(60));
+        let runtime_api = format!("http://127.0.0.1:{}/.rt/{FUNCTION}", watch.port);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let function = Peer::spawn(
+            "function",
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_replay-sync")),
+            &[],
+            move |cmd, dir| {
+                cmd.current_dir(dir)
+                    .env_clear()
+                    .env("HOME", dir)
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    // What the Lambda service sets for a function.
+                    .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+                    .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+                    .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                    .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+                    .envs(env);
+            },
+        );
+        Lambda { watch, function }
     }
 
     /// `cargo lambda invoke` with a payload argument; stdout and stderr, and success.
     fn invoke(&self, payload: &[&str]) -> (bool, String, String) {
         let out = Command::new(peers::venv_bin("cargo-lambda"))
-            .args(["lambda", "invoke", "replay-sync", "-A", "127.0.0.1", "-P"])
+            .args(["lambda", "invoke", FUNCTION, "-A", "127.0.0.1", "-P"])
             .arg(self.watch.port.to_string())
             .args(["--output-format", "json"])
             .args(payload)
@@ -67,7 +96,7 @@ impl Lambda {
         assert!(
             ok,
             "invoke {event} failed:\n{stderr}\nfunction log:\n{}",
-            std::fs::read_to_string(&self.watch.log).unwrap_or_default()
+            std::fs::read_to_string(&self.function.log).unwrap_or_default()
         );
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not a summary ({e}): {stdout}"))
     }
@@ -122,8 +151,8 @@ async fn events_through_the_lambda_runtime_api() {
         );
     }
 
-    // The metrics line went to the function's stdout (CloudWatch Logs, here watch's log).
-    let log = std::fs::read_to_string(&lambda.watch.log).unwrap_or_default();
+    // The metrics line went to the function's stdout (CloudWatch Logs, here its log).
+    let log = std::fs::read_to_string(&lambda.function.log).unwrap_or_default();
     assert!(
         log.contains(r#""Namespace":"ReplaySync""#) && log.contains(r#""RecordsWritten":"#),
         "EMF on stdout:\n{log}"

@@ -30,9 +30,11 @@ use crate::config::ApiConfig;
 use crate::error::{Error, Result};
 use crate::page::{PageScanner, RawElement};
 use crate::record::Entry;
+use crate::redact::{Secrets, mask_emails};
 use crate::window;
 
-const EXCERPT_CHARS: usize = 200;
+/// An excerpt of an error body is short: enough for a message, too little for a dump.
+const EXCERPT_CHARS: usize = 120;
 /// Chunks the producer may run ahead of the engine.
 const CHANNEL_DEPTH: usize = 16;
 /// Records validated by one task.
@@ -43,6 +45,8 @@ pub struct HttpSource {
     client: reqwest::Client,
     api: ApiConfig,
     auth: Option<(HeaderName, HeaderValue)>,
+    /// The credential in every form an echo could take: scrubbed from every error.
+    secrets: Secrets,
 }
 
 impl HttpSource {
@@ -75,18 +79,33 @@ impl HttpSource {
         let client = builder
             .build()
             .map_err(|e| Error::config("API_URL", format!("cannot build an HTTP client: {e}")))?;
+        let secrets = Secrets::new(Secrets::of_url(&api.url));
         Ok(HttpSource {
             client,
             api,
             auth: None,
+            secrets,
         })
     }
 
-    /// Sends `name: value` with every request (a credential: marked sensitive, never logged).
-    pub fn with_auth_header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
+    /// Sends `name: value` with every request. `secret` is the credential in it: the value
+    /// is marked sensitive, and neither is ever printed, even when the API echoes it back.
+    pub fn with_auth_header(
+        mut self,
+        name: HeaderName,
+        mut value: HeaderValue,
+        secret: &str,
+    ) -> Self {
+        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        self.secrets = self.secrets.with([text.as_str(), secret]);
         value.set_sensitive(true);
         self.auth = Some((name, value));
         self
+    }
+
+    /// What this source scrubs from messages (the edge scrubs with it too).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// The first request's URL: `API_URL` with `since` set (replacing any `since` already in it).
@@ -135,7 +154,18 @@ impl HttpSource {
         while let Some(url) = next.take() {
             visited.insert(url.clone());
             let (bytes, link) = retry::with_retries(self.api.max_attempts, deadline, |attempt| {
-                self.read_page(&url, attempt, tx, &visited, &prefetch)
+                let page = self.read_page(&url, attempt, tx, &visited, &prefetch);
+                // Every error passes here before a retry warning or the caller sees it.
+                async move {
+                    match page.await {
+                        Attempt::Retry { error, retry_after } => Attempt::Retry {
+                            error: error.scrubbed(&self.secrets),
+                            retry_after,
+                        },
+                        Attempt::Fail(e) => Attempt::Fail(e.scrubbed(&self.secrets)),
+                        done => done,
+                    }
+                }
             })
             .await?;
             if tx
@@ -146,7 +176,10 @@ impl HttpSource {
                 return Ok(()); // the reader is gone
             }
             if let Some(n) = link {
-                next = Some(next_page(&url, &n, &origin, &visited)?);
+                next = Some(
+                    next_page(&url, &n, &origin, &visited)
+                        .map_err(|e| e.scrubbed(&self.secrets))?,
+                );
             }
         }
         Ok(())
@@ -233,7 +266,7 @@ impl HttpSource {
                 status,
                 url: redact(url),
                 attempts: attempt,
-                excerpt: excerpt(&head),
+                excerpt: excerpt(&head, &self.secrets),
             };
             return if status == 429 || (500..=599).contains(&status) {
                 Attempt::Retry { error, retry_after }
@@ -253,7 +286,8 @@ impl HttpSource {
             prefetch.put(next, tokio::spawn(early));
         }
         let mut scanner =
-            PageScanner::new(&self.api.records_field, self.api.next_page_field.as_deref());
+            PageScanner::new(&self.api.records_field, self.api.next_page_field.as_deref())
+                .with_max_value(self.api.max_record_bytes);
         let mut bytes = 0u64;
         loop {
             let chunk = match resp.chunk().await {
@@ -320,12 +354,14 @@ impl Source for HttpSource {
         let first = self.first_url(since);
         debug!(url = %redact(&first), "opening a read");
         let url = redact(&first);
+        let secrets = self.secrets.clone();
         let task = tokio::spawn(self.clone().produce(first, deadline, tx));
         HttpPages {
             rx,
             task,
             url,
             finished: false,
+            secrets,
         }
     }
 }
@@ -409,10 +445,18 @@ pub struct HttpPages {
     task: JoinHandle<()>,
     url: String,
     finished: bool,
+    secrets: Secrets,
 }
 
 impl Pages for HttpPages {
     async fn next_chunk(&mut self) -> Result<Option<Chunk>> {
+        let next = self.next_raw().await;
+        next.map_err(|e| e.scrubbed(&self.secrets))
+    }
+}
+
+impl HttpPages {
+    async fn next_raw(&mut self) -> Result<Option<Chunk>> {
         if self.finished {
             return Ok(None);
         }
@@ -511,23 +555,25 @@ pub fn link_next(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// The URL without its query string or credentials, for messages and logs.
+/// The URL without its query string, credentials or email addresses, for messages and logs.
 pub fn redact(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.set_fragment(None);
     let _ = u.set_username("");
     let _ = u.set_password(None);
-    let mut s = u.to_string();
+    let mut s = mask_emails(u.as_str()).into_owned();
     if url.query().is_some() {
         s.push_str("?…");
     }
     s
 }
 
-/// A short, single-line start of a body.
-fn excerpt(body: &[u8]) -> String {
+/// A short, single-line start of a body, with the credential and emails scrubbed (from the
+/// whole head first, so that a credential cut by the excerpt's end cannot show its start).
+fn excerpt(body: &[u8], secrets: &Secrets) -> String {
     let text = String::from_utf8_lossy(body);
+    let text = secrets.scrub(&text);
     let mut out: String = text
         .chars()
         .take(EXCERPT_CHARS)

@@ -66,6 +66,20 @@ impl Peer {
         ready_path: &str,
         setup: impl FnOnce(&mut Command, &std::path::Path),
     ) -> Peer {
+        let peer = Peer::spawn(name, program, args, setup);
+        peer.wait_ready(ready_path, Duration::from_secs(60));
+        peer
+    }
+
+    /// Starts `program args…` (with `{port}` in args replaced by a free port) under the
+    /// watchdog, without waiting for anything (a process that serves no port of its own,
+    /// such as a Lambda function polling the runtime API).
+    pub fn spawn(
+        name: &'static str,
+        program: PathBuf,
+        args: &[&str],
+        setup: impl FnOnce(&mut Command, &std::path::Path),
+    ) -> Peer {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         // The playground checks PyPI for a newer version once a day, keyed by a file in
@@ -107,17 +121,17 @@ exit 0"#;
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let peer = Peer {
+        Peer {
             port,
             name,
             log,
             watchdog,
             _dir: dir,
-        };
-        peer.wait_ready(ready_path, Duration::from_secs(60));
-        peer
+        }
     }
 
+    /// Waits until `path` answers HTTP. Only for servers that start at once: nothing that
+    /// compiles may be waited for with a fixed limit.
     fn wait_ready(&self, path: &str, limit: Duration) {
         let t0 = Instant::now();
         while t0.elapsed() < limit {
@@ -128,6 +142,24 @@ exit 0"#;
         }
         panic!(
             "{} did not answer on 127.0.0.1:{} within {limit:?}; its log:\n{}",
+            self.name,
+            self.port,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Waits until the peer accepts TCP connections on its port (for a server whose every
+    /// path may wait on something, such as the Lambda runtime API).
+    pub fn wait_listening(&self, limit: Duration) {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not listen on 127.0.0.1:{} within {limit:?}; its log:\n{}",
             self.name,
             self.port,
             std::fs::read_to_string(&self.log).unwrap_or_default()
