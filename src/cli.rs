@@ -21,9 +21,11 @@ FILE is an invocation event (events/*.json); '-' reads it from standard input; w
 --request-id plays Lambda's request id: it owns the run's lease, and giving the id of an
 invocation that crashed resumes it (its lease and its plan); default: a new random id.
 --timeout plays the Lambda timeout: the run stops fetching shortly before it and
-returns status partial; default: none (the lease then lasts 15 minutes).
+returns status partial (the next run goes on); default: 900 (Lambda's maximum, so a
+local run is bounded too, whatever the API does).
 Exit status: 0 on success (completed, partial, skipped, conflict, dry_run), 1 when the
-run failed, 2 for bad usage or configuration.
+run failed, 2 for bad usage: arguments, configuration or the event (nothing was read
+or written).
 
 Under AWS Lambda or `cargo lambda watch` (AWS_LAMBDA_RUNTIME_API set) the binary serves
 the Lambda runtime API instead.";
@@ -64,7 +66,7 @@ pub async fn main(args: &[String]) -> ExitCode {
     };
     let invocation = Invocation::new(
         args.request_id.unwrap_or_else(Invocation::random_id),
-        args.timeout,
+        Some(args.timeout.unwrap_or(DEFAULT_TIMEOUT)),
     );
     match app.handle(&event, &invocation).await {
         Ok(summary) => {
@@ -77,10 +79,17 @@ pub async fn main(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("replay-sync: {}: {e}", e.kind());
-            ExitCode::from(1)
+            // A bad event is bad usage, like bad arguments: refused before any I/O.
+            match e {
+                crate::Error::Event { .. } => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
         }
     }
 }
+
+/// A local run without `--timeout` is bounded like the longest Lambda invocation.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The arguments of `invoke`.
 #[derive(Debug, Default, PartialEq)]

@@ -268,8 +268,9 @@ impl std::fmt::Display for DuplicateKey {
 
 const DUPLICATE_MARK: &str = "duplicate key ";
 
-/// The key an element holds twice (in any of its objects), if any. `text` is valid JSON.
-fn duplicate_key(text: &str) -> Option<String> {
+/// The key (as JSON text) that some object in the JSON `text` holds twice, if any; `None`
+/// also for text that is not valid JSON. No output line may hold one (DuckDB refuses it).
+pub fn duplicate_key(text: &str) -> Option<String> {
     let e = serde_json::from_str::<NoDuplicateKeys>(text).err()?;
     let msg = e.to_string();
     let key = msg.strip_prefix(DUPLICATE_MARK)?;

@@ -34,7 +34,7 @@ use crate::event::{RunRequest, Trigger};
 use crate::failpoint;
 use crate::fingerprint::{Fingerprints, Verdict};
 use crate::record::{Entry, Record, Rejected};
-use crate::sink::{self, Put, Sink};
+use crate::sink::{self, Sink, put_once};
 use crate::source::{Pages, Source};
 use crate::state::{self, Acquired, Checkpoint, Claimant, Commit, Plan, StateStore, SyncState};
 use crate::window;
@@ -217,56 +217,6 @@ struct Pending {
     entry: ObjectEntry,
     /// `Some(max updatedAt)` for data, `None` for rejected records.
     data_max: Option<Option<DateTime<Utc>>>,
-}
-
-/// Alternative keys tried beside a planned key that holds other bytes.
-const ALTERNATIVE_KEYS: usize = 16;
-
-/// `user/x-00001.jsonl` → `user/x-00001~2.jsonl` (n > 0).
-fn alternative(rel: &str, n: usize) -> String {
-    if n == 0 {
-        return rel.to_string();
-    }
-    match rel.rsplit_once('.') {
-        Some((stem, ext)) if !ext.contains('/') => format!("{stem}~{n}.{ext}"),
-        _ => format!("{rel}~{n}"),
-    }
-}
-
-/// Writes `body` under the planned key `rel` exactly once and returns the key that holds it.
-///
-/// The key is claimed with a conditional write. If it is taken, the object there is read:
-/// identical bytes mean an earlier attempt of the same plan already wrote it (a retry
-/// converging); other bytes (an attempt that fetched a different state of the API) are left
-/// alone and the body goes to the next free alternative key. Either way the body is durable
-/// when this returns, and no key ever holds two different bodies.
-async fn put_once<Si: Sink>(
-    sink: &Si,
-    rel: &str,
-    body: bytes::Bytes,
-    content_type: &'static str,
-) -> Result<String> {
-    for n in 0..ALTERNATIVE_KEYS {
-        let key = sink.key(&alternative(rel, n));
-        if sink.put_new(&key, body.clone(), content_type).await? == Put::Created {
-            return Ok(key);
-        }
-        match sink.get(&key).await? {
-            Some(existing) if existing == body => {
-                info!(key = %key, "object already written by an earlier attempt of this plan");
-                return Ok(key);
-            }
-            Some(_) => warn!(
-                key = %key,
-                "an earlier attempt of this plan wrote other bytes here; writing beside it"
-            ),
-            None => warn!(key = %key, "the object vanished between the write and the read"),
-        }
-    }
-    Err(Error::sink(
-        sink.key(rel),
-        format!("{ALTERNATIVE_KEYS} keys for this object are taken by other attempts"),
-    ))
 }
 
 impl<Si: Sink + Clone + 'static> Written<Si> {
@@ -847,21 +797,5 @@ impl RunSummary {
             checkpoints: 0,
             duration_ms: 0,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::alternative;
-
-    #[test]
-    fn alternative_keys_keep_the_extension() {
-        assert_eq!(alternative("u/r-00001.jsonl", 0), "u/r-00001.jsonl");
-        assert_eq!(alternative("u/r-00001.jsonl", 2), "u/r-00001~2.jsonl");
-        assert_eq!(
-            alternative("u/_manifests/r.json", 1),
-            "u/_manifests/r~1.json"
-        );
-        assert_eq!(alternative("a.b/noext", 1), "a.b/noext~1");
     }
 }

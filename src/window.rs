@@ -88,8 +88,17 @@ pub fn since(cursor: Option<DateTime<Utc>>, buffer: TimeDelta) -> Option<DateTim
     cursor.map(|c| {
         c.checked_sub_signed(buffer)
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            .max(earliest())
             .trunc_subsecs(0)
     })
+}
+
+/// `0000-01-01T00:00:00Z`, the earliest instant RFC 3339 can write: a window never starts
+/// before it (a cursor in year 0 minus a buffer would otherwise be sent as `-0001-…`).
+pub fn earliest() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(0, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc())
 }
 
 /// What the checkpoint should store after a run.
@@ -147,6 +156,18 @@ mod tests {
         assert_eq!(format_ts(half), "2024-01-15T10:00:00Z");
         let zero = since(c, buffer_from_hours(0.0).unwrap()).unwrap();
         assert_eq!(format_ts(zero), "2024-01-15T10:30:00Z");
+    }
+
+    #[test]
+    fn the_window_never_starts_before_year_zero() {
+        let c = parse_ts("0000-01-01T01:00:00Z");
+        assert_eq!(
+            since(c, TimeDelta::hours(2)).map(format_ts).as_deref(),
+            Some("0000-01-01T00:00:00Z")
+        );
+        let far = since(c, TimeDelta::days(3650)).unwrap();
+        assert_eq!(format_ts(far), "0000-01-01T00:00:00Z");
+        assert_eq!(parse_ts(&format_ts(far)), Some(far), "RFC 3339 round trip");
     }
 
     #[test]

@@ -202,6 +202,18 @@ fn bad_configuration_fails_at_start_with_one_line_naming_the_variable() {
             "STATE_STORE",
         ),
         (vec![api.clone(), ("OUTPUT", "gs://b/p".into())], "OUTPUT"),
+        // Once a panic (an Instant overflowed), not a configuration error.
+        (
+            vec![
+                api.clone(),
+                ("API_TIMEOUT_SECONDS", "18446744073709551615".into()),
+            ],
+            "API_TIMEOUT_SECONDS",
+        ),
+        (
+            vec![api.clone(), ("MAX_RECORD_BYTES", "-1".into())],
+            "MAX_RECORD_BYTES",
+        ),
     ];
     for (env, var) in cases {
         let out = run(dir.path(), &env, &["invoke"]);
@@ -229,7 +241,9 @@ fn bad_event_is_rejected_before_anything_is_read_or_written() {
         &["invoke", "--event", ev.to_str().unwrap()],
     );
 
-    assert_eq!(out.status.code(), Some(1));
+    // One rule: bad arguments, configuration or event is bad usage (2), refused before
+    // any I/O; 1 is a run that failed.
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("InvalidEvent") && err.contains("dry_rn"),

@@ -28,6 +28,36 @@ fn readme_query() -> String {
     sql.to_string()
 }
 
+/// Runs `sql` in DuckDB (the project's `.venv/`): its rows as JSON objects of strings, or
+/// DuckDB's error.
+fn duckdb(sql: &str) -> Result<Vec<Value>, String> {
+    let script = r#"
+import json, sys, duckdb
+rel = duckdb.sql(sys.stdin.read().rstrip().rstrip(';'))
+cols = rel.columns
+print(json.dumps([dict(zip(cols, map(str, row))) for row in rel.fetchall()]))
+"#;
+    let mut child = std::process::Command::new(peers::venv_bin("python"))
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_query_returns_the_newest_version_of_each_id() {
     let env = Env::new(Kind::File).await;
@@ -73,28 +103,7 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
     };
     let path = root.join(&env.sync_id).join("*.jsonl");
     let sql = readme_query().replace(".replay-sync/output/user/*.jsonl", path.to_str().unwrap());
-    let script = r#"
-import json, sys, duckdb
-rel = duckdb.sql(sys.stdin.read().rstrip().rstrip(';'))
-cols = rel.columns
-print(json.dumps([dict(zip(cols, map(str, row))) for row in rel.fetchall()]))
-"#;
-    let mut child = std::process::Command::new(peers::venv_bin("python"))
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the README query failed");
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = duckdb(&sql).expect("the README query failed");
 
     let total_lines = env
         .lines(&[first.objects.clone(), second.objects.clone()].concat())
@@ -108,5 +117,70 @@ print(json.dumps([dict(zip(cols, map(str, row))) for row in rel.fetchall()]))
     assert!(
         rows.iter().all(|r| r.get("rn").is_none()),
         "helper column excluded"
+    );
+}
+
+/// A record that brings its own `_synced_at`, or holds a key twice, once made DuckDB refuse
+/// every object of the glob (`duplicate key "_synced_at"`). Now such records are quarantined
+/// with a reason, and both the data and the rejected objects read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_records_leave_the_lake_readable() {
+    let env = Env::new(Kind::File).await;
+    let body = r#"{"data": [
+        {"id": "good", "updatedAt": "2024-01-15T10:00:00Z", "name": "A"},
+        {"id": "own-stamp", "updatedAt": "2024-01-15T10:00:00Z", "_synced_at": "2099-01-01T00:00:00Z"},
+        {"id": "dup-field", "updatedAt": "2024-01-15T10:00:00Z", "name": "x", "name": "y"},
+        {"id": "dup-nested", "updatedAt": "2024-01-15T10:00:00Z", "address": {"city": "a", "city": "b"}},
+        {"id": "good-2", "updatedAt": "2024-01-15T11:00:00Z", "name": "B", "address": {"_synced_at": 1}}
+    ]}"#;
+    let api =
+        common::fixture::FixtureApi::start(move |_, _| common::fixture::Response::raw(200, body));
+    let s = env
+        .run_with(
+            &source(&api.url("/x")),
+            &env.settings(),
+            &RunRequest::scheduled(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((s.records_written, s.records_rejected), (2, 3), "{s:?}");
+
+    let common::Lake::Dir(root) = &env.lake else {
+        unreachable!()
+    };
+    for key in s.objects.iter().chain(&s.rejected_objects) {
+        let text = std::fs::read_to_string(root.join(key)).unwrap();
+        for line in text.lines() {
+            assert_eq!(replay_sync::record::duplicate_key(line), None, "{line}");
+        }
+    }
+    let data = root.join(&env.sync_id).join("*.jsonl");
+    let sql = readme_query().replace(".replay-sync/output/user/*.jsonl", data.to_str().unwrap());
+    let rows = duckdb(&sql).unwrap_or_else(|e| panic!("DuckDB refused the data: {e}"));
+    let mut ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["good", "good-2"]);
+
+    let rejected = root.join(&env.sync_id).join("_rejected").join("*.jsonl");
+    let rows = duckdb(&format!(
+        "SELECT reason, record, record_text FROM read_json_auto('{}') ORDER BY reason",
+        rejected.display()
+    ))
+    .unwrap_or_else(|e| panic!("DuckDB refused the rejected records: {e}"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let text: Vec<&Value> = rows
+        .iter()
+        .map(|r| &r["record_text"])
+        .filter(|t| t.as_str().is_some_and(|t| t != "None"))
+        .collect();
+    assert_eq!(
+        text.len(),
+        2,
+        "the two records with a key twice, kept as text: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["reason"].as_str().unwrap().contains("own `_synced_at`")),
+        "{rows:?}"
     );
 }

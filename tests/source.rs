@@ -514,6 +514,25 @@ async fn bad_inputs_get_a_clear_error_or_a_rejection_and_lose_nothing() {
             body(r#"{"data": [{"id": "a", "id": "b", "updatedAt": "2024-01-15T10:00:00Z"}]}"#),
             Rejects(1, 0),
         ),
+        (
+            "own _synced_at",
+            rec(
+                json!({"id": "x", "updatedAt": "2024-01-15T10:00:00Z", "_synced_at": "2099-01-01T00:00:00Z"}),
+            ),
+            Rejects(1, 1),
+        ),
+        (
+            "duplicated field",
+            body(r#"{"data": [{"id": "a", "n": 1, "n": 2, "updatedAt": "2024-01-15T10:00:00Z"}]}"#),
+            Rejects(1, 0),
+        ),
+        (
+            "duplicated nested field",
+            body(
+                r#"{"data": [{"id": "a", "o": {"k": 1, "k": 2}, "updatedAt": "2024-01-15T10:00:00Z"}]}"#,
+            ),
+            Rejects(1, 0),
+        ),
         // Unusual but valid: accepted
         (
             "offset updatedAt",

@@ -3,6 +3,8 @@
 //! (not even after a power cut) and an existing object is never replaced. The directories
 //! that received objects are fsynced by [`Sink::flush`], once per run rather than once per
 //! object: each directory fsync is a journal commit that every other write waits for.
+//! A process killed mid-write leaves its temporary file (`.NAME.tmp-PID-…`) behind: the next
+//! write into that directory removes it (see `sweep_stale_temps`).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -17,6 +19,8 @@ pub struct DirSink {
     root: PathBuf,
     /// Directories with entries not yet made durable (shared by clones).
     unsynced: Arc<Mutex<Unsynced>>,
+    /// Directories already swept of temporary files that killed processes left there.
+    swept: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 /// Each directory with new entries, and the number of the latest object placed in or
@@ -33,6 +37,7 @@ impl DirSink {
         DirSink {
             root: root.into(),
             unsynced: Arc::default(),
+            swept: Arc::default(),
         }
     }
 
@@ -55,9 +60,19 @@ impl Sink for DirSink {
         let path = self.path(key)?;
         let key_owned = key.to_string();
         let root = self.root.clone();
+        // The first write into a directory sweeps it of what a killed run left.
+        let sweep = path.parent().map(Path::to_path_buf).filter(|dir| {
+            self.swept
+                .lock()
+                .map(|mut s| s.insert(dir.clone()))
+                .unwrap_or(false)
+        });
         let placed = tokio::task::spawn_blocking(move || {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
+            }
+            if let Some(dir) = sweep {
+                crate::state::file::sweep_stale_temps(&dir, None);
             }
             create_new(&path, &body).map(|put| (put, path))
         })

@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 
 use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
+use tracing::warn;
+
 use crate::error::{Error, Result};
 use crate::window;
 
@@ -124,7 +126,16 @@ impl StateStore for DynamoStateStore {
                 owner: owner.to_string(),
                 expires_at,
             }),
-            _ => None,
+            (None, None) => None,
+            (owner, _) => {
+                warn!(
+                    sync_id = %sync_id,
+                    table = %self.table,
+                    has_owner = owner.is_some(),
+                    "the state item holds half a lease (lease_owner and lease_expires_at go together): read as no lease; the next lease replaces it"
+                );
+                None
+            }
         };
         let plan = match (
             number(item, "plan_version", &at)?,
@@ -191,7 +202,10 @@ impl StateStore for DynamoStateStore {
             None => remove.push("#ps"),
         }
         match &seen.lease {
-            None => condition.push("attribute_not_exists(#lo)".to_string()),
+            // No lease, or half of one (an owner without an expiry, or the reverse, as a
+            // hand edit can leave): `load` reads both as no lease, and so does this.
+            None => condition
+                .push("(attribute_not_exists(#lo) OR attribute_not_exists(#le))".to_string()),
             Some(l) => {
                 condition.push("#lo = :seen_owner AND #le = :seen_expires".to_string());
                 req = req

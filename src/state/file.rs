@@ -1,7 +1,8 @@
 //! The file state store: one JSON document mapping each sync id to its state,
 //! `{"user": {"last_timestamp": "2024-01-15T10:30:00Z", "version": 3, ...}}`.
 //!
-//! Every change (lease, checkpoint, release) takes an exclusive lock on `PATH.lock` (so two
+//! Every change (lease, checkpoint, release) takes an exclusive lock on `PATH.lock` (e.g.
+//! `state.json.lock`; so two
 //! processes on one machine cannot interleave), re-reads the document, checks the
 //! condition (version, lease), writes a temporary file
 //! beside it, fsyncs it and renames it over the document: readers see the old or the new
@@ -91,7 +92,16 @@ impl FileStateStore {
                 owner: owner.clone(),
                 expires_at,
             }),
-            _ => None,
+            (None, None) => None,
+            // Half a lease (a hand edit): no lease, as `try_lease` sees it too.
+            (owner, _) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    has_owner = owner.is_some(),
+                    "the state item holds half a lease (lease_owner and lease_expires_at go together): read as no lease; the next lease replaces it"
+                );
+                None
+            }
         };
         let plan = match (item.plan_version, ts("plan_until", &item.plan_until)?) {
             (Some(version), Some(until)) => Some(Plan {
@@ -121,7 +131,10 @@ impl FileStateStore {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&dir).map_err(|e| io("creating the directory of", e))?;
-        let lock_path = path.with_extension("lock");
+        // `PATH.lock`, beside the document (never the document itself, whatever its name).
+        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -130,6 +143,11 @@ impl FileStateStore {
             .map_err(|e| io("opening the lock of", e))?;
         lock.lock().map_err(|e| io("locking", e))?;
 
+        // Under the lock no other write of the document is under way: a temporary file of
+        // it is a killed writer's.
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            sweep_stale_temps(&dir, Some(name));
+        }
         let mut doc = Self::read(path)?;
         let item = doc.entry(sync_id.to_string()).or_default();
         if !change(item) {
@@ -189,6 +207,54 @@ pub(crate) fn write_beside<T>(
     result
 }
 
+/// Removes the temporary files that [`write_beside`] left in `dir` when its process was
+/// killed mid-write (`.NAME.tmp-PID-RANDOM`): those of processes no longer running, or older
+/// than an hour (a write takes milliseconds; an old one is a dead process's, its id reused).
+/// With `only`, just those of that file name; files of this process are kept (its writes
+/// may be under way). Returns how many were removed.
+pub(crate) fn sweep_stale_temps(dir: &Path, only: Option<&str>) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let me = std::process::id();
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((target, rest)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-"))
+        else {
+            continue;
+        };
+        if only.is_some_and(|o| o != target) {
+            continue;
+        }
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        let running = Path::new(&format!("/proc/{pid}")).exists();
+        if (!running || old) && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            dir = %dir.display(),
+            removed,
+            "removed temporary files left by a killed process"
+        );
+    }
+    removed
+}
+
 /// Replaces `path` with `body` atomically: readers see the old or the new content, whole.
 pub(crate) fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     write_beside(path, body, true, |tmp, path| fs::rename(tmp, path))
@@ -220,9 +286,13 @@ impl StateStore for FileStateStore {
         let plan = plan.clone();
         blocking(move || {
             Self::update(&path, &id, |item| {
-                if item.version != version
-                    || (item.lease_owner.clone(), item.lease_expires_at.clone()) != seen_lease
-                {
+                let stored = (item.lease_owner.clone(), item.lease_expires_at.clone());
+                let unchanged = match &seen_lease {
+                    // No lease, or half of one (read as none by `load`).
+                    (None, None) => stored.0.is_none() || stored.1.is_none(),
+                    _ => stored == seen_lease,
+                };
+                if item.version != version || !unchanged {
                     return false;
                 }
                 item.lease_owner = owner;

@@ -166,6 +166,13 @@ pub async fn acquire<S: StateStore + ?Sized>(
 ) -> Result<Acquired> {
     let mut state = store.load(sync_id).await?;
     for _ in 0..LEASE_ATTEMPTS {
+        if state.version == u64::MAX {
+            // The checkpoint could not increment it (it would wrap to 0 and undo fencing).
+            return Err(crate::error::Error::state(format!(
+                "the state item {sync_id} has version {}, which a checkpoint cannot increment: reset `version` (and nothing else) to a small number",
+                u64::MAX
+            )));
+        }
         if state.last_invocation.as_deref() == Some(who.invocation) {
             return Ok(Acquired::Done { state });
         }

@@ -15,6 +15,8 @@ pub struct Request {
     pub path: String,
     pub target: String,
     pub query: Vec<(String, String)>,
+    /// The request's header lines, as sent (`Name: value`).
+    pub headers: Vec<String>,
 }
 
 impl Request {
@@ -125,11 +127,13 @@ fn serve(mut conn: TcpStream, reqs: &Mutex<Vec<Request>>, handler: &Handler) {
         return;
     }
     let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = Vec::new();
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
             break;
         }
+        headers.push(h.trim_end().to_string());
     }
     let (path, q) = target.split_once('?').unwrap_or((&target, ""));
     let req = Request {
@@ -138,6 +142,7 @@ fn serve(mut conn: TcpStream, reqs: &Mutex<Vec<Request>>, handler: &Handler) {
         query: url::form_urlencoded::parse(q.as_bytes())
             .into_owned()
             .collect(),
+        headers,
     };
     let index = {
         let mut r = reqs.lock().expect("lock");

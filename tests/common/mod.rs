@@ -67,6 +67,12 @@ pub struct Env {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A state item as stored, whatever the backend.
+pub enum RawState {
+    File(Option<Vec<u8>>),
+    Aws(Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>),
+}
+
 /// Reads the output back, whatever the backend.
 pub enum Lake {
     Dir(PathBuf),
@@ -244,6 +250,105 @@ impl Env {
         }
         .run(req, inv)
         .await
+    }
+
+    /// The state item exactly as stored (to put it back later, as a point-in-time restore
+    /// would).
+    pub async fn raw_state(&self) -> RawState {
+        match self.kind {
+            Kind::File => RawState::File(std::fs::read(self.state_path()).ok()),
+            Kind::Aws => RawState::Aws(
+                dynamodb_client()
+                    .get_item()
+                    .table_name(self.table())
+                    .key(
+                        "sync_id",
+                        aws_sdk_dynamodb::types::AttributeValue::S(self.sync_id.clone()),
+                    )
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .expect("get item")
+                    .item,
+            ),
+        }
+    }
+
+    /// Puts back what [`Env::raw_state`] read.
+    pub async fn restore_state(&self, raw: RawState) {
+        match raw {
+            RawState::File(Some(bytes)) => std::fs::write(self.state_path(), bytes).unwrap(),
+            RawState::File(None) => {
+                let _ = std::fs::remove_file(self.state_path());
+            }
+            RawState::Aws(Some(item)) => {
+                dynamodb_client()
+                    .put_item()
+                    .table_name(self.table())
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .expect("put item");
+            }
+            RawState::Aws(None) => {
+                dynamodb_client()
+                    .delete_item()
+                    .table_name(self.table())
+                    .key(
+                        "sync_id",
+                        aws_sdk_dynamodb::types::AttributeValue::S(self.sync_id.clone()),
+                    )
+                    .send()
+                    .await
+                    .expect("delete item");
+            }
+        }
+    }
+
+    /// Writes the state item as an operator's hand edit would: `fields` (strings and
+    /// numbers) and nothing else.
+    pub async fn put_raw_state(&self, fields: Value) {
+        let fields = fields.as_object().expect("an object").clone();
+        match self.kind {
+            Kind::File => {
+                let path = self.state_path();
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let doc = serde_json::json!({ self.sync_id.clone(): fields });
+                std::fs::write(path, doc.to_string()).unwrap();
+            }
+            Kind::Aws => {
+                use aws_sdk_dynamodb::types::AttributeValue as A;
+                let mut item = std::collections::HashMap::new();
+                item.insert("sync_id".to_string(), A::S(self.sync_id.clone()));
+                for (k, v) in fields {
+                    let v = match v {
+                        Value::String(s) => A::S(s),
+                        Value::Number(n) => A::N(n.to_string()),
+                        other => panic!("{k}: {other} is not a string or a number"),
+                    };
+                    item.insert(k, v);
+                }
+                self.restore_state(RawState::Aws(Some(item))).await;
+            }
+        }
+    }
+
+    fn var(&self, name: &str) -> &str {
+        self.vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .expect("set for this backend")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        PathBuf::from(self.var("STATE_STORE").trim_start_matches("file://"))
+    }
+
+    fn table(&self) -> String {
+        self.var("STATE_STORE")
+            .trim_start_matches("dynamodb://")
+            .to_string()
     }
 
     pub async fn state(&self) -> SyncState {
