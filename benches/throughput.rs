@@ -151,6 +151,15 @@ fn raw_pass_through(port: u16, dir: &std::path::Path) -> (Duration, u64) {
 /// `wait4`'s `ru_maxrss` would also count the moments between fork and exec, when the child
 /// still shares this process's pre-built pages.
 fn sync(port: u16, dir: &std::path::Path) -> (Duration, u64, serde_json::Value) {
+    sync_with(port, dir, &[])
+}
+
+/// [`sync`] with more environment (e.g. a buffer that re-reads everything).
+fn sync_with(
+    port: u16,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> (Duration, u64, serde_json::Value) {
     let t0 = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replay-sync"))
         .arg("invoke")
@@ -166,6 +175,7 @@ fn sync(port: u16, dir: &std::path::Path) -> (Duration, u64, serde_json::Value) 
         // Tuning knobs for experiments pass through.
         .envs(std::env::vars().filter(|(k, _)| k.starts_with("BATCH_") || k.starts_with("MALLOC_")))
         .envs(std::env::vars().filter(|(k, _)| k == "FINGERPRINT_MAX"))
+        .envs(extra.iter().copied())
         .stdout(std::process::Stdio::piped())
         // The metrics line and warnings: shown only if the run fails.
         .stderr(std::process::Stdio::piped())
@@ -259,5 +269,32 @@ fn main() {
             bytes as f64 / took.as_secs_f64() / 1e6,
             rss_kib as f64 / 1024.0
         );
+        if n >= 500_000 {
+            full_fingerprints(port, dir.path(), n);
+        }
     }
+}
+
+/// The memory bound with the fingerprint set full (`FINGERPRINT_MAX`, default 500,000 ids):
+/// a buffer that covers every record, a first run that fills the set, then a second run that
+/// loads it, re-reads every record and skips them all (the steady state of a deep replay).
+fn full_fingerprints(port: u16, dir: &std::path::Path, n: usize) {
+    settle(dir);
+    let deep = [("BUFFER_HOURS", "100000")];
+    let (_, first_kib, first) = sync_with(port, dir, &deep);
+    assert_eq!(first["records_written"].as_u64(), Some(n as u64));
+    let (took, second_kib, second) = sync_with(port, dir, &deep);
+    assert!(
+        second["records_skipped"].as_u64() > Some(0),
+        "the set was loaded and used: {second}"
+    );
+    println!(
+        "{:>9} full fingerprint set: filling run {:.1}MB, next run {:.1}MB ({:.2} s, {} skipped, {} written)",
+        n,
+        first_kib as f64 / 1024.0,
+        second_kib as f64 / 1024.0,
+        took.as_secs_f64(),
+        second["records_skipped"],
+        second["records_written"]
+    );
 }

@@ -65,6 +65,10 @@ fn function_is_least_privilege_and_runs_one_at_a_time() {
     assert_eq!(p["Runtime"], "provided.al2023");
     assert_eq!(p["Handler"], "bootstrap");
     assert_eq!(p["ReservedConcurrentExecutions"], 1);
+    // Memory is the operator's choice, sized by default from the measured peak (README).
+    assert_eq!(p["MemorySize"], serde_json::json!({"Ref": "MemorySize"}));
+    let mem = &t["Parameters"]["MemorySize"];
+    assert_eq!(mem["Default"], 256, "{mem}");
 
     // Only inline statements: no Crud/Write policy templates, no managed policies.
     let policies = p["Policies"].as_array().unwrap();

@@ -4,7 +4,8 @@
 //! * whatever it accepts is valid JSON (serde_json agrees);
 //! * a plain `{"data": [...]}` body that serde_json accepts, it accepts too;
 //! * the one-pass record check (`json::scan_record`) vouches only for what serde_json
-//!   accepts, and the entry it leads to is the one the serde_json path gives.
+//!   accepts, and the entry it leads to is the one the serde_json path gives;
+//! * no output line (a record's or a rejection's) ever holds a key twice.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -33,6 +34,16 @@ fn record_paths_agree(data: &[u8]) {
         let slow = record::parse_record_slow(text, false).expect("vouched for invalid JSON");
         let fast = record::parse_record(text, false).expect("fast path failed");
         assert_eq!(fast, slow, "the fast path changed the entry");
+    }
+    // Whatever is accepted or rejected, its output line never holds a key twice.
+    if let Ok(entry) = record::parse_record(text, true) {
+        let mut line = Vec::new();
+        match &entry {
+            Entry::Valid(r) => r.write_line(&mut line, "2024-01-01T00:00:00.000Z"),
+            Entry::Rejected(r) => r.write_line(&mut line, "2024-01-01T00:00:00.000Z"),
+        }
+        let line = std::str::from_utf8(&line).expect("a line is UTF-8");
+        assert_eq!(record::duplicate_key(line.trim_end()), None, "{line}");
     }
 }
 
