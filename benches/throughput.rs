@@ -280,7 +280,7 @@ fn main() {
 /// loads it, re-reads every record and skips them all (the steady state of a deep replay).
 fn full_fingerprints(port: u16, dir: &std::path::Path, n: usize) {
     settle(dir);
-    let deep = [("BUFFER_HOURS", "100000")];
+    let deep = [("BUFFER_HOURS", "50000")];
     let (_, first_kib, first) = sync_with(port, dir, &deep);
     assert_eq!(first["records_written"].as_u64(), Some(n as u64));
     let (took, second_kib, second) = sync_with(port, dir, &deep);

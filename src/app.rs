@@ -189,7 +189,7 @@ impl App {
         match &result {
             Ok(s) => info!(
                 sync_id = %s.sync_id,
-                status = ?s.status,
+                status = s.status.as_str(),
                 since = s.since.as_deref().unwrap_or(""),
                 previous_cursor = s.previous_cursor.as_deref().unwrap_or(""),
                 new_cursor = s.new_cursor.as_deref().unwrap_or(""),

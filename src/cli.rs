@@ -11,8 +11,12 @@ use crate::app::App;
 use crate::config::Config;
 use crate::sync::Invocation;
 
+/// What `replay-sync --version` prints.
+pub const VERSION: &str = concat!("replay-sync ", env!("CARGO_PKG_VERSION"));
+
 pub const USAGE: &str = "\
 usage: replay-sync invoke [--event FILE] [--request-id ID] [--timeout SECONDS]
+       replay-sync --version
 
 Runs one sync invocation locally with the configuration in the environment (API_URL,
 STATE_STORE, OUTPUT, ... see README.md) and prints the run summary as JSON on stdout.
@@ -32,6 +36,13 @@ the Lambda runtime API instead.";
 
 /// Runs the local mode with `args` (without the program name).
 pub async fn main(args: &[String]) -> ExitCode {
+    if matches!(
+        args.first().map(String::as_str),
+        Some("-V" | "--version" | "version")
+    ) {
+        println!("{VERSION}");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args(args) {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -64,9 +75,10 @@ pub async fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let timeout = args.timeout();
     let invocation = Invocation::new(
         args.request_id.unwrap_or_else(Invocation::random_id),
-        Some(args.timeout.unwrap_or(DEFAULT_TIMEOUT)),
+        Some(timeout),
     );
     match app.handle(&event, &invocation).await {
         Ok(summary) => {
@@ -98,6 +110,13 @@ struct Args {
     event: Option<String>,
     request_id: Option<String>,
     timeout: Option<Duration>,
+}
+
+impl Args {
+    /// The run's time limit: `--timeout`, or [`DEFAULT_TIMEOUT`].
+    fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
 }
 
 /// `Ok(None)` asks for help.
@@ -150,4 +169,24 @@ fn read_event(path: Option<&str>) -> Result<Value, String> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("reading the event {p}: {e}"))?,
     };
     serde_json::from_str(&text).map_err(|e| format!("the event is not valid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Args {
+        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        parse_args(&a).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_local_run_is_bounded_like_the_longest_lambda_invocation() {
+        assert_eq!(args(&["invoke"]).timeout(), Duration::from_secs(900));
+        assert_eq!(
+            args(&["invoke", "--timeout", "4"]).timeout(),
+            Duration::from_secs(4)
+        );
+        assert!(parse_args(&["invoke".into(), "--timeout".into(), "0".into()]).is_err());
+    }
 }

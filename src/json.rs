@@ -65,9 +65,8 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
         }
         let key_start = i + 1;
         let key_end = key_start + plain_string(&b[key_start..])?;
-        let key = &b[key_start..key_end];
         // A duplicate key, or the field replay-sync adds: serde_json words the rejection.
-        if key == RESERVED || !keys.insert(key) {
+        if &b[key_start..key_end] == RESERVED || !keys.insert(b, key_start, key_end - key_start) {
             return None;
         }
         i = ws(b, key_end + 1)?;
@@ -157,51 +156,83 @@ fn value_any(b: &[u8], i: usize) -> Option<usize> {
 pub const RESERVED: &[u8] = b"_synced_at";
 
 /// The keys of one object seen so far, to find a duplicate (which would make the output line
-/// unreadable: DuckDB, Athena's SerDe and others refuse a key twice). A 64-bit filter spares
-/// the comparisons for the usual distinct keys; the first keys live on the stack.
-struct KeySet<'b> {
-    inline: [&'b [u8]; INLINE_KEYS],
+/// unreadable: DuckDB, Athena's SerDe and others refuse a key twice).
+///
+/// This runs for every key of every record, so it is built to cost a few nanoseconds per key:
+/// each key is summed up by its first eight bytes and its length (one word), a 128-bit filter
+/// of those words spares the comparisons for the usual distinct keys, and the first keys live
+/// on the stack. Only a filter hit compares words, and only equal words compare bytes.
+struct KeySet {
+    filter: [u64; 2],
+    words: [u64; INLINE_KEYS],
+    /// `start << 32 | len` of each key in the scanned bytes.
+    spans: [u64; INLINE_KEYS],
     n: usize,
-    spill: Vec<&'b [u8]>,
-    filter: u64,
+    spill: Vec<(u64, u64)>,
 }
 
-const INLINE_KEYS: usize = 24;
+const INLINE_KEYS: usize = 12;
 /// More keys in one object than this go to the slow path (whose check is a hash set).
 const MAX_FAST_KEYS: usize = 128;
 
-impl<'b> KeySet<'b> {
-    #[inline]
+impl KeySet {
+    #[inline(always)]
     fn new() -> Self {
         KeySet {
-            inline: [&[]; INLINE_KEYS],
+            filter: [0; 2],
+            words: [0; INLINE_KEYS],
+            spans: [0; INLINE_KEYS],
             n: 0,
             spill: Vec::new(),
-            filter: 0,
         }
     }
 
-    /// Adds `key`; `false` if it was already there (or the object is too large to tell).
-    #[inline]
-    fn insert(&mut self, key: &'b [u8]) -> bool {
-        if self.n >= MAX_FAST_KEYS {
-            return false; // a huge object: serde_json's hash set decides in linear time
+    /// Adds the key `b[start..start + len]`; `false` if it was already there (or the object
+    /// is too large to tell).
+    #[inline(always)]
+    fn insert(&mut self, b: &[u8], start: usize, len: usize) -> bool {
+        if self.n >= MAX_FAST_KEYS || len > u32::MAX as usize || start > u32::MAX as usize {
+            return false; // serde_json's hash set decides, in linear time
         }
-        let first = key.first().copied().unwrap_or(0) as u32;
-        let last = key.last().copied().unwrap_or(0) as u32;
-        let h =
-            (key.len() as u32).wrapping_mul(0x9E37_79B9) ^ first.wrapping_mul(0x85EB_CA6B) ^ last;
-        let bit = 1u64 << (h.wrapping_mul(0x2545_F491) >> 26);
-        if self.filter & bit != 0
-            && (self.inline[..self.n.min(INLINE_KEYS)].contains(&key) || self.spill.contains(&key))
-        {
-            return false;
-        }
-        self.filter |= bit;
-        if self.n < INLINE_KEYS {
-            self.inline[self.n] = key;
+        // The key's first eight bytes (the bytes after a shorter key masked off): one load
+        // where the text goes on that far, as it does but at the very end of a page.
+        let head = match b.get(start..start + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
+            None => b[start..]
+                .iter()
+                .take(8)
+                .rev()
+                .fold(0u64, |acc, &c| acc << 8 | u64::from(c)),
+        };
+        let head = if len >= 8 {
+            head
         } else {
-            self.spill.push(key);
+            head & ((1u64 << (8 * len)) - 1)
+        };
+        let word = head ^ (len as u64).rotate_right(8);
+        let bit = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as usize;
+        let (slot, mask) = (bit >> 6, 1u64 << (bit & 63));
+        let span = (start as u64) << 32 | len as u64;
+        if self.filter[slot] & mask != 0 {
+            let same = |w: u64, sp: u64| {
+                w == word && sp as u32 as usize == len && {
+                    let s = (sp >> 32) as usize;
+                    b[s..s + len] == b[start..start + len]
+                }
+            };
+            let inline = self.n.min(INLINE_KEYS);
+            if (0..inline).any(|j| same(self.words[j], self.spans[j]))
+                || self.spill.iter().any(|&(w, sp)| same(w, sp))
+            {
+                return false;
+            }
+        }
+        self.filter[slot] |= mask;
+        if self.n < INLINE_KEYS {
+            self.words[self.n] = word;
+            self.spans[self.n] = span;
+        } else {
+            self.spill.push((word, span));
         }
         self.n += 1;
         true
@@ -263,9 +294,8 @@ fn object(b: &[u8], open: usize, depth: u32) -> Option<usize> {
         }
         i += 1;
         let len = string(&b[i..])?;
-        let key = &b[i..i + len];
         // A key with an escape compares only once unescaped: serde_json decides.
-        if key.contains(&b'\\') || !keys.insert(key) {
+        if b[i..i + len].contains(&b'\\') || !keys.insert(b, i, len) {
             return None;
         }
         i += len + 1;

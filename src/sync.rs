@@ -103,6 +103,19 @@ pub enum Status {
     DryRun,
 }
 
+impl Status {
+    /// The name the summary uses (`completed`, `dry_run`, …), also in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Partial => "partial",
+            Status::Skipped => "skipped",
+            Status::Conflict => "conflict",
+            Status::DryRun => "dry_run",
+        }
+    }
+}
+
 /// The run summary of the contract, returned by the handler and logged.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {

@@ -466,3 +466,27 @@ fn lateness_near_the_buffer_is_a_warning() {
     assert_eq!(m["BufferUsed"], 0.9);
     assert_eq!(m["LateRecords"], 1.0);
 }
+
+#[test]
+fn version_and_the_logged_status_speak_as_the_summary_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[], &["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("replay-sync {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let mut env = playground_env();
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".into()));
+    let out = run(dir.path(), &env, &["invoke"]);
+    let s = summary(&out);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let finished: Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "run finished")
+        .unwrap_or_else(|| panic!("no run finished line: {logs}"));
+    assert_eq!(finished["status"], s["status"], "{finished}");
+    assert_eq!(finished["status"], "completed");
+}

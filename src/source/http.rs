@@ -341,7 +341,7 @@ impl HttpSource {
                 });
             }
         };
-        info!(status, bytes, url = %redact(url), "API page received");
+        info!(status, bytes, url = %self.secrets.scrub(&redact(url)), "API page received");
         Attempt::Done((bytes, tail.next.or(link)))
     }
 }
@@ -352,7 +352,7 @@ impl Source for HttpSource {
     fn open(&self, since: Option<DateTime<Utc>>, deadline: Option<Instant>) -> HttpPages {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let first = self.first_url(since);
-        debug!(url = %redact(&first), "opening a read");
+        debug!(url = %self.secrets.scrub(&redact(&first)), "opening a read");
         let url = redact(&first);
         let secrets = self.secrets.clone();
         let task = tokio::spawn(self.clone().produce(first, deadline, tx));
