@@ -2,14 +2,17 @@
 # Runs a real sync end to end on the embedded default, with no AWS at all: starts the seed's
 # API (fivetran-api-playground) on 127.0.0.1, runs `replay-sync invoke` twice (a full sync,
 # then an incremental run that re-reads the buffer window), and shows what landed:
-#   .replay-sync/state.json     the cursor (file state store)
-#   .replay-sync/output/user/   JSON Lines objects, _manifests/, _rejected/
+#   .replay-sync/demo/state.json     the cursor (file state store)
+#   .replay-sync/demo/output/user/   JSON Lines objects, _manifests/, _rejected/
+# The playground makes new random users at each start, so every demo starts from a clean
+# .replay-sync/demo/ (removed first): two demos' data never mix.
 # Extra arguments go to `replay-sync invoke` (e.g. --event events/dry-run.json).
-# STATE_STORE, OUTPUT, BUFFER_HOURS, ... from the environment are honoured.
+# STATE_STORE, OUTPUT, BUFFER_HOURS, ... from the environment are honoured (a STATE_STORE or
+# OUTPUT of your own is never removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-scripts/setup.sh
+scripts/setup.sh demo
 
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 home=$(mktemp -d)
@@ -33,16 +36,29 @@ done
 echo "== playground API on http://127.0.0.1:$port" >&2
 
 export API_URL="http://127.0.0.1:$port/incremental/timestamp"
-echo "== building replay-sync" >&2
-cargo build --quiet --bin replay-sync
-bin="${CARGO_TARGET_DIR:-target}/debug/replay-sync"
+if [ -z "${STATE_STORE:-}" ] && [ -z "${OUTPUT:-}" ]; then
+  rm -rf .replay-sync/demo
+  export STATE_STORE=file://./.replay-sync/demo/state.json OUTPUT=file://./.replay-sync/demo/output
+fi
+state_file=${STATE_STORE#file://}
+if [ -n "${REPLAY_SYNC_BIN:-}" ]; then
+  bin=$REPLAY_SYNC_BIN   # a binary already built (the test of this script)
+else
+  echo "== building replay-sync" >&2
+  cargo build --quiet --bin replay-sync
+  bin="${CARGO_TARGET_DIR:-target}/debug/replay-sync"
+fi
 
-echo "== run 1 (no state yet: a full sync)" >&2
+if [[ "$STATE_STORE" == file://* ]] && [ ! -s "$state_file" ]; then
+  echo "== run 1 (no state yet: a full sync)" >&2
+else
+  echo "== run 1 (from the state already in $STATE_STORE)" >&2
+fi
 "$bin" invoke "$@"
 echo "== run 2 (incremental: since = cursor - ${BUFFER_HOURS:-2} h)" >&2
 "$bin" invoke "$@"
 
-out=${OUTPUT:-file://./.replay-sync/output}
+out=$OUTPUT
 if [[ "$out" == file://* ]]; then
   dir="${out#file://}/${SYNC_ID:-user}"
   echo "== output in $dir" >&2

@@ -50,7 +50,7 @@ pub fn emf(s: &RunSummary, timestamp_ms: i64) -> Value {
             }],
         },
         "SyncId": s.sync_id,
-        "Status": s.status,
+        "Status": s.status.as_str(),
         "RunId": s.run_id,
     });
     for (name, _, v) in values {

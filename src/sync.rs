@@ -482,7 +482,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         // What the overlap already wrote. A manual replay writes everything it reads (and
         // measures no lateness), but still hands on what it wrote.
         let fingerprinting = self.settings.fingerprint_max > 0;
-        let mut fps = self.load_fingerprints(stored).await;
+        let (mut fps, loaded_hash) = self.load_fingerprints(stored).await;
         let previous_coverage = fps.covers_from();
         let skip_known = req.state_override.is_none();
         let late_since = if skip_known { stored.cursor } else { None };
@@ -665,15 +665,22 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             self.settings.fingerprint_max,
         );
         let fingerprints = if self.settings.fingerprint_max > 0 {
-            Some(
-                put_once(
-                    self.sink,
-                    &format!("{sync_id}/_fingerprints/{run_id}.bin"),
-                    fps.encode().into(),
-                    sink::BINARY,
-                )
-                .await?,
-            )
+            let encoded = fps.encode();
+            let same = loaded_hash == Some(xxhash_rust::xxh3::xxh3_128(&encoded));
+            match stored.fingerprints.clone().filter(|_| same) {
+                // Nothing changed (a quiet run): the set already stored says it all, and
+                // storage does not grow by a set per run.
+                Some(unchanged) => Some(unchanged),
+                None => Some(
+                    put_once(
+                        self.sink,
+                        &format!("{sync_id}/_fingerprints/{run_id}.bin"),
+                        encoded.into(),
+                        sink::BINARY,
+                    )
+                    .await?,
+                ),
+            }
         } else {
             None
         };
@@ -756,24 +763,27 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
 pub const LATENESS_WARNING: f64 = 0.8;
 
 impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
-    /// The fingerprint set the last checkpoint named, or an empty one (nothing skipped)
-    /// when there is none or it cannot be read — that costs writes, never rows.
-    async fn load_fingerprints(&self, stored: &SyncState) -> Fingerprints {
+    /// The fingerprint set the last checkpoint named, and a hash of its stored bytes; or an
+    /// empty one (nothing skipped) when there is none or it cannot be read — that costs
+    /// writes, never rows.
+    async fn load_fingerprints(&self, stored: &SyncState) -> (Fingerprints, Option<u128>) {
         let Some(key) = stored
             .fingerprints
             .as_deref()
             .filter(|_| self.settings.fingerprint_max > 0)
         else {
-            return Fingerprints::empty();
+            return (Fingerprints::empty(), None);
         };
         let loaded = match self.sink.get(key).await {
-            Ok(Some(bytes)) => Fingerprints::decode(&bytes),
+            Ok(Some(bytes)) => {
+                Fingerprints::decode(&bytes).map(|f| (f, Some(xxhash_rust::xxh3::xxh3_128(&bytes))))
+            }
             Ok(None) => Err("the object is missing".to_string()),
             Err(e) => Err(e.to_string()),
         };
         loaded.unwrap_or_else(|e| {
             warn!(key = %key, error = %e, "cannot use the fingerprint set; writing every record in the window");
-            Fingerprints::empty()
+            (Fingerprints::empty(), None)
         })
     }
 }

@@ -322,7 +322,8 @@ fn lambda_log_format_json_gives_one_json_object_per_line() {
         }
     }
     let finished = finished.expect("a structured 'run finished' line");
-    assert_eq!(finished["status"], "Completed");
+    // The summary's own word (`completed`), not the enum's Debug form.
+    assert_eq!(finished["status"], "completed");
     assert!(finished["records_written"].as_u64().unwrap() > 0);
 }
 
@@ -468,7 +469,7 @@ fn lateness_near_the_buffer_is_a_warning() {
 }
 
 #[test]
-fn version_and_the_logged_status_speak_as_the_summary_does() {
+fn version_is_printed() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &[], &["--version"]);
     assert!(out.status.success());
@@ -476,17 +477,4 @@ fn version_and_the_logged_status_speak_as_the_summary_does() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("replay-sync {}", env!("CARGO_PKG_VERSION"))
     );
-
-    let mut env = playground_env();
-    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".into()));
-    let out = run(dir.path(), &env, &["invoke"]);
-    let s = summary(&out);
-    let logs = String::from_utf8_lossy(&out.stderr);
-    let finished: Value = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| l["message"] == "run finished")
-        .unwrap_or_else(|| panic!("no run finished line: {logs}"));
-    assert_eq!(finished["status"], s["status"], "{finished}");
-    assert_eq!(finished["status"], "completed");
 }

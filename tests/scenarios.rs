@@ -34,6 +34,7 @@ on_both_backends!(
     out_of_order_records_hold_the_cursor_when_stopping_early,
     stale_replica_versions_are_counted_not_written,
     objects_are_durable_before_the_manifest_and_the_checkpoint,
+    a_quiet_run_reuses_the_fingerprint_set,
 );
 
 /// Stores a cursor as if an earlier run had checkpointed it (version 1).
@@ -1029,4 +1030,60 @@ async fn objects_are_durable_before_the_manifest_and_the_checkpoint(kind: Kind) 
         "a flush between the manifest and the checkpoint: {journal:?}"
     );
     assert_eq!(checkpoint, journal.len() - 1, "{journal:?}");
+}
+
+/// Storage must not grow by a fingerprint set per run: a run that changes nothing (every row
+/// of its window already in the lake) keeps the set the state already names.
+async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
+    let env = Env::new(kind).await;
+    let records = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        user("a", "2024-01-15T10:00:00Z"),
+        user("b", "2024-01-15T10:30:00Z"),
+    ]));
+    let api = fixture::shared_records_api(records.clone(), Paging::None);
+    let src = source(&api.url("/x"));
+    let first = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(first.records_written, 2);
+    let set = env.state().await.fingerprints.expect("a fingerprint set");
+    let fingerprint_objects = |keys: Vec<String>| {
+        keys.into_iter()
+            .filter(|k| k.contains("/_fingerprints/"))
+            .count()
+    };
+    assert_eq!(fingerprint_objects(env.keys().await), 1);
+
+    // Twice nothing new: no new set, the state keeps naming the first.
+    for _ in 0..2 {
+        let quiet = env
+            .run_with(&src, &env.settings(), &RunRequest::scheduled())
+            .await
+            .unwrap();
+        assert_eq!(quiet.status, Status::Completed);
+        assert_eq!((quiet.records_fetched, quiet.records_skipped), (2, 2));
+        assert_eq!(quiet.records_written, 0);
+        assert_eq!(
+            env.state().await.fingerprints.as_deref(),
+            Some(set.as_str())
+        );
+        assert_eq!(fingerprint_objects(env.keys().await), 1);
+    }
+
+    // A change: a new set, named by the state, and the next run skips the changed row.
+    records.lock().unwrap()[0] = user("a", "2024-01-15T11:00:00Z");
+    let changed = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(changed.records_written, 1);
+    let newer = env.state().await.fingerprints.unwrap();
+    assert_ne!(newer, set);
+    assert_eq!(fingerprint_objects(env.keys().await), 2);
+    let after = env
+        .run_with(&src, &env.settings(), &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!((after.records_written, after.records_skipped), (0, 2));
 }

@@ -56,7 +56,7 @@ fn template() -> Value {
 }
 
 #[test]
-fn function_is_least_privilege_and_runs_one_at_a_time() {
+fn function_is_least_privilege_and_sized_by_parameters() {
     let t = template();
     let f = &t["Resources"]["SyncFunction"];
     assert_eq!(f["Type"], "AWS::Serverless::Function");
@@ -64,7 +64,29 @@ fn function_is_least_privilege_and_runs_one_at_a_time() {
     let p = &f["Properties"];
     assert_eq!(p["Runtime"], "provided.al2023");
     assert_eq!(p["Handler"], "bootstrap");
-    assert_eq!(p["ReservedConcurrentExecutions"], 1);
+    // The lease guarantees one run at a time; reserved concurrency is optional and off by
+    // default (reserving 1 made a synchronous manual invoke fail during a scheduled run).
+    assert_eq!(
+        p["ReservedConcurrentExecutions"],
+        serde_json::json!({"Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]})
+    );
+    assert_eq!(t["Parameters"]["ReservedConcurrency"]["Default"], 0);
+    assert!(
+        t["Conditions"]["HasReservedConcurrency"]
+            .to_string()
+            .contains("ReservedConcurrency")
+    );
+    // A private API: optional VPC placement, only when subnets are given.
+    assert_eq!(p["VpcConfig"]["Fn::If"][0], "HasVpc");
+    assert_eq!(
+        p["VpcConfig"]["Fn::If"][1]["SubnetIds"]["Ref"],
+        "VpcSubnetIds"
+    );
+    assert_eq!(
+        p["VpcConfig"]["Fn::If"][1]["SecurityGroupIds"]["Ref"],
+        "VpcSecurityGroupIds"
+    );
+    assert_eq!(t["Parameters"]["VpcSubnetIds"]["Default"], "");
     // Memory is the operator's choice, sized by default from the measured peak (README).
     assert_eq!(p["MemorySize"], serde_json::json!({"Ref": "MemorySize"}));
     let mem = &t["Parameters"]["MemorySize"];
@@ -138,6 +160,39 @@ fn function_is_least_privilege_and_runs_one_at_a_time() {
     let ev = &p["Events"]["Schedule"];
     assert_eq!(ev["Type"], "Schedule");
     assert_eq!(ev["Properties"]["Schedule"]["Ref"], "ScheduleExpression");
+    // It can be deployed disabled.
+    assert_eq!(
+        ev["Properties"]["State"],
+        serde_json::json!({"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]})
+    );
+    assert_eq!(t["Parameters"]["ScheduleEnabled"]["Default"], "true");
+    // The output's description suggests no replay from a fixed old date.
+    let out = t["Outputs"]["FunctionName"]["Description"].to_string();
+    assert!(!out.contains("2024"), "{out}");
+}
+
+#[test]
+fn storage_does_not_grow_forever() {
+    let t = template();
+    let rules = &t["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
+    let rule = |id: &str| {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Id"] == id)
+            .unwrap_or_else(|| panic!("no rule {id}: {rules}"))
+            .clone()
+    };
+    let fp = rule("ExpireOldFingerprintSets");
+    assert_eq!(fp["Status"], "Enabled");
+    assert!(fp["Prefix"].to_string().contains("_fingerprints/"), "{fp}");
+    assert_eq!(fp["ExpirationInDays"]["Ref"], "FingerprintRetentionDays");
+    let nc = rule("ExpireNoncurrentVersions");
+    assert_eq!(
+        nc["NoncurrentVersionExpiration"]["NoncurrentDays"]["Ref"],
+        "NoncurrentVersionDays"
+    );
 }
 
 #[test]
@@ -219,6 +274,62 @@ fn failures_are_loud() {
         "DeadLetterQueue"
     );
     assert_eq!(r["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+    // CloudWatch can publish to the topic: not the AWS-managed SNS key (whose policy cannot
+    // grant cloudwatch.amazonaws.com), but a key of its own that allows it.
+    let key_ref = &r["AlarmTopic"]["Properties"]["KmsMasterKeyId"];
+    assert_eq!(key_ref["Ref"], "AlarmTopicKey", "{key_ref}");
+    let key = &r["AlarmTopicKey"];
+    assert_eq!(key["Type"], "AWS::KMS::Key");
+    let statements = key["Properties"]["KeyPolicy"]["Statement"]
+        .as_array()
+        .unwrap();
+    let cw = statements
+        .iter()
+        .find(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com")
+        .expect("CloudWatch may use the key");
+    let actions = cw["Action"].to_string();
+    assert!(actions.contains("kms:Decrypt") && actions.contains("kms:GenerateDataKey"));
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Action"] == "kms:*" && s["Principal"]["AWS"].to_string().contains(":root")),
+        "the account keeps administering its key"
+    );
+
+    // Freshness: no completed or partial run for FreshnessSeconds (missing data breaches),
+    // from the Runs metric the function emits with its status.
+    let fresh = alarm("FreshnessAlarm");
+    assert_eq!(fresh["TreatMissingData"], "breaching");
+    assert_eq!(fresh["ComparisonOperator"], "LessThanThreshold");
+    let metrics = fresh["Metrics"].as_array().unwrap();
+    let mut statuses: Vec<String> = metrics
+        .iter()
+        .filter_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_array())
+        .flat_map(|d| d.iter().filter(|d| d["Name"] == "Status"))
+        .map(|d| d["Value"].as_str().unwrap().to_string())
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            replay_sync::Status::Completed.as_str(),
+            replay_sync::Status::Partial.as_str()
+        ]
+    );
+    for m in metrics.iter().filter(|m| m.get("MetricStat").is_some()) {
+        assert_eq!(
+            m["MetricStat"]["Metric"]["Namespace"],
+            replay_sync::metrics::NAMESPACE
+        );
+        assert_eq!(m["MetricStat"]["Metric"]["MetricName"], "Runs");
+        assert_eq!(m["MetricStat"]["Period"]["Ref"], "FreshnessSeconds");
+    }
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["ReturnData"] == true && m["Expression"].as_str().is_some()),
+        "{metrics:?}"
+    );
 
     // Lateness: the run's BufferUsed metric (EMF, namespace ReplaySync) at 80 % of the buffer.
     let lateness = &r["LatenessAlarm"]["Properties"];

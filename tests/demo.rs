@@ -1,0 +1,53 @@
+//! `scripts/demo.sh`, the README's first command, as a user runs it — twice: each demo starts
+//! from a clean state of its own (the playground makes new random users at every start, and
+//! two demos' data once mixed), and labels its runs truthfully.
+
+mod common;
+
+use std::process::Command;
+
+use common::peers;
+use serde_json::Value;
+
+fn demo() -> (String, Vec<Value>) {
+    let out = Command::new("bash")
+        .arg(peers::project_dir().join("scripts/demo.sh"))
+        .current_dir(peers::project_dir())
+        // The binary this test build made: the script builds nothing then.
+        .env("REPLAY_SYNC_BIN", env!("CARGO_BIN_EXE_replay-sync"))
+        .env_remove("STATE_STORE")
+        .env_remove("OUTPUT")
+        .output()
+        .expect("run scripts/demo.sh");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "demo failed:\n{err}");
+    let summaries: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .map(|v| v.expect("a summary"))
+        .collect();
+    (err, summaries)
+}
+
+#[test]
+fn each_demo_starts_clean_and_says_what_it_does() {
+    for _ in 0..2 {
+        let (log, runs) = demo();
+        assert_eq!(runs.len(), 2, "two runs: {runs:?}");
+        assert!(
+            log.contains("== run 1 (no state yet: a full sync)"),
+            "{log}"
+        );
+        let (first, second) = (&runs[0], &runs[1]);
+        assert_eq!(first["status"], "completed");
+        assert_eq!(first["since"], Value::Null, "a full sync");
+        let users = first["records_written"].as_u64().unwrap();
+        assert!(users > 0);
+        assert_eq!(second["previous_cursor"], first["new_cursor"]);
+        assert!(second["since"].is_string(), "the incremental run");
+        // The deduplicated count is this demo's users, not two demos' mixed.
+        assert!(
+            log.contains(&format!("{users} distinct users")),
+            "{users} users in this demo:\n{log}"
+        );
+    }
+}
