@@ -656,7 +656,7 @@ mod tests {
             let line = std::str::from_utf8(&out).unwrap();
             assert_eq!(duplicate_key(line.trim_end()), None, "{line}");
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            if n >= 2 && n < 5 {
+            if (2..5).contains(&n) {
                 // Kept whole, as text.
                 let kept = v["record_text"].as_str().unwrap();
                 assert!(
