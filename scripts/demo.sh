@@ -40,6 +40,9 @@ if [ -z "${STATE_STORE:-}" ] && [ -z "${OUTPUT:-}" ]; then
   rm -rf .replay-sync/demo
   export STATE_STORE=file://./.replay-sync/demo/state.json OUTPUT=file://./.replay-sync/demo/output
 fi
+# Only one of them given: the other is the binary's own default.
+export STATE_STORE=${STATE_STORE:-file://./.replay-sync/state.json}
+export OUTPUT=${OUTPUT:-file://./.replay-sync/output}
 state_file=${STATE_STORE#file://}
 if [ -n "${REPLAY_SYNC_BIN:-}" ]; then
   bin=$REPLAY_SYNC_BIN   # a binary already built (the test of this script)
