@@ -8,98 +8,10 @@ use tracing::{error, info};
 use crate::config::{AuthConfig, Config, OutputLocation, StateLocation, TokenSource};
 use crate::error::{Error, Result};
 use crate::event::parse_event;
-use crate::sink::{Put, Sink, dir::DirSink, s3::S3Sink};
+pub use crate::sink::any::AnySink;
 use crate::source::http::HttpSource;
-use crate::state::{
-    Checkpoint, Commit, Lease, Plan, StateStore, SyncState, dynamodb::DynamoStateStore,
-    file::FileStateStore,
-};
+pub use crate::state::any::AnyState;
 use crate::sync::{Engine, Invocation, RunSummary, Settings};
-
-/// The state store chosen by `STATE_STORE`.
-#[derive(Debug, Clone)]
-pub enum AnyState {
-    File(FileStateStore),
-    DynamoDb(DynamoStateStore),
-}
-
-impl StateStore for AnyState {
-    async fn load(&self, sync_id: &str) -> Result<SyncState> {
-        match self {
-            AnyState::File(s) => s.load(sync_id).await,
-            AnyState::DynamoDb(s) => s.load(sync_id).await,
-        }
-    }
-
-    async fn try_lease(
-        &self,
-        sync_id: &str,
-        seen: &SyncState,
-        lease: &Lease,
-        plan: &Plan,
-    ) -> Result<bool> {
-        match self {
-            AnyState::File(s) => s.try_lease(sync_id, seen, lease, plan).await,
-            AnyState::DynamoDb(s) => s.try_lease(sync_id, seen, lease, plan).await,
-        }
-    }
-
-    async fn checkpoint(&self, sync_id: &str, commit: &Commit<'_>) -> Result<Checkpoint> {
-        match self {
-            AnyState::File(s) => s.checkpoint(sync_id, commit).await,
-            AnyState::DynamoDb(s) => s.checkpoint(sync_id, commit).await,
-        }
-    }
-
-    async fn release(&self, sync_id: &str, owner: &str) -> Result<()> {
-        match self {
-            AnyState::File(s) => s.release(sync_id, owner).await,
-            AnyState::DynamoDb(s) => s.release(sync_id, owner).await,
-        }
-    }
-}
-
-/// The sink chosen by `OUTPUT`.
-#[derive(Debug, Clone)]
-pub enum AnySink {
-    Dir(DirSink),
-    S3(S3Sink),
-}
-
-impl Sink for AnySink {
-    fn key(&self, rel: &str) -> String {
-        match self {
-            AnySink::Dir(s) => s.key(rel),
-            AnySink::S3(s) => s.key(rel),
-        }
-    }
-
-    async fn put_new(
-        &self,
-        key: &str,
-        body: bytes::Bytes,
-        content_type: &'static str,
-    ) -> Result<Put> {
-        match self {
-            AnySink::Dir(s) => s.put_new(key, body, content_type).await,
-            AnySink::S3(s) => s.put_new(key, body, content_type).await,
-        }
-    }
-
-    async fn flush(&self) -> Result<()> {
-        match self {
-            AnySink::Dir(s) => s.flush().await,
-            AnySink::S3(s) => s.flush().await,
-        }
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self {
-            AnySink::Dir(s) => s.get(key).await,
-            AnySink::S3(s) => s.get(key).await,
-        }
-    }
-}
 
 /// Everything an invocation needs, built once.
 pub struct App {
@@ -113,41 +25,29 @@ impl App {
     /// Builds the clients for `config`. The AWS configuration (credentials, region,
     /// `AWS_ENDPOINT_URL*`) is loaded only when a DynamoDB or S3 location is configured.
     pub async fn new(config: Config) -> Result<App> {
-        // Loaded at most once, and only when a DynamoDB or S3 location needs it.
-        let aws = tokio::sync::OnceCell::new();
-        let aws_config =
-            || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
-        let state = match &config.state {
-            StateLocation::File { path } => AnyState::File(FileStateStore::new(path)),
-            StateLocation::DynamoDb { table } => AnyState::DynamoDb(DynamoStateStore::new(
-                aws_sdk_dynamodb::Client::new(aws_config().await),
-                table,
-            )),
+        // Loaded once, and only when a DynamoDB table, an S3 bucket or a Secrets Manager
+        // secret needs it.
+        let needs_aws = matches!(config.state, StateLocation::DynamoDb { .. })
+            || matches!(config.output, OutputLocation::S3 { .. })
+            || matches!(
+                config.api.auth.as_ref().map(|a| &a.token),
+                Some(TokenSource::SecretsManager { .. })
+            );
+        let aws = match needs_aws {
+            true => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            false => None,
         };
-        let sink = match &config.output {
-            OutputLocation::Dir { root } => AnySink::Dir(DirSink::new(root)),
-            OutputLocation::S3 { bucket, prefix } => {
-                let mut s3 = aws_sdk_s3::config::Builder::from(aws_config().await);
-                // Emulators (and S3-compatible stores) are addressed by path, not by a
-                // bucket subdomain of 127.0.0.1.
-                if std::env::var_os("AWS_ENDPOINT_URL").is_some()
-                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-                {
-                    s3 = s3.force_path_style(true);
-                }
-                AnySink::S3(S3Sink::new(
-                    aws_sdk_s3::Client::from_conf(s3.build()),
-                    bucket,
-                    prefix,
-                ))
-            }
-        };
+        let state = AnyState::open(&config.state, aws.as_ref())?;
+        let sink = AnySink::open(&config.output, aws.as_ref())?;
         let mut source = HttpSource::new(config.api.clone())?;
         if let Some(auth) = &config.api.auth {
             let token = match &auth.token {
                 TokenSource::Env(secret) => secret.0.clone(),
                 TokenSource::SecretsManager { secret_id } => {
-                    let client = aws_sdk_secretsmanager::Client::new(aws_config().await);
+                    let aws = aws.as_ref().ok_or_else(|| {
+                        Error::config("API_AUTH_SECRET_ARN", "needs the AWS configuration")
+                    })?;
+                    let client = aws_sdk_secretsmanager::Client::new(aws);
                     fetch_token(&client, secret_id).await?
                 }
             };

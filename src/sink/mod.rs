@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 
+pub mod any;
 pub mod dir;
 pub mod s3;
 

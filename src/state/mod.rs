@@ -25,6 +25,7 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use crate::error::Result;
 use crate::window;
 
+pub mod any;
 pub mod dynamodb;
 pub mod file;
 
