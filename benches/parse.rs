@@ -13,8 +13,8 @@ mod common;
 use common::record;
 
 use bytes::Bytes;
-use replay_sync::page::{PageScanner, RawElement};
 use replay_sync::record::{self, Entry};
+use replay_sync::source::page::{PageScanner, RawElement};
 
 fn best(rounds: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
     let mut best = Duration::MAX;

@@ -129,7 +129,8 @@ pub fn encode(records: &[Record], synced_at: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Entry, parse_page};
+    use crate::record::Entry;
+    use crate::source::page::parse_page;
 
     fn recs(items: &[(&str, &str)]) -> Vec<Record> {
         let body = serde_json::json!({
@@ -192,7 +193,7 @@ mod tests {
         })
         .to_string();
         let chunk = bytes::Bytes::from(body);
-        let mut scanner = crate::page::PageScanner::new("data", None);
+        let mut scanner = crate::source::page::PageScanner::new("data", None);
         let mut raw = Vec::new();
         scanner.feed_raw(&chunk, &mut raw).unwrap();
         let in_chunk = |r: &Record| chunk.as_ptr_range().contains(&r.json().as_ptr());

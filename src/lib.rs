@@ -9,12 +9,14 @@
 //!
 //! # Layout
 //!
-//! The engine — [`config`], [`event`], [`window`], [`page`] (the incremental response
-//! parser), [`json`] (its one-pass fast path for records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
+//! The engine — [`config`], [`event`], [`window`], [`json`] (the one-pass fast path for
+//! records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
 //! [`sync`] — knows nothing of AWS, HTTP or Lambda: it talks
 //! to three ports.
 //!
-//! * [`source`]: [`source::Source`], and the HTTP adapter (paging, retries);
+//! * [`source`]: [`source::Source`]; the response parser ([`source::page`], records handed
+//!   out as their bytes arrive) and paging ([`source::paging`]), both pure; the HTTP
+//!   adapter (transport, retries);
 //! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;
 //! * [`sink`]: [`sink::Sink`], with S3 and directory adapters;
 //! * [`app`]: wiring from [`config::Config`] to adapters, the Lambda edge, logging;
@@ -34,7 +36,6 @@ mod failpoint;
 pub mod fingerprint;
 pub mod json;
 pub mod metrics;
-pub mod page;
 pub mod record;
 pub mod redact;
 pub mod sink;

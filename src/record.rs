@@ -71,14 +71,6 @@ pub enum Entry {
     Rejected(Rejected),
 }
 
-/// A parsed response page.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ParsedPage {
-    pub entries: Vec<Entry>,
-    /// The next page's URL from the body's next-page field (absent or null: none).
-    pub next: Option<String>,
-}
-
 impl Record {
     /// Canonical JSON text of the `id` value (`"abc"` or `42`): the upsert key.
     pub fn id(&self) -> &str {
@@ -164,24 +156,6 @@ impl Rejected {
 
 /// `,"_synced_at":"2024-01-15T10:30:00.000Z"` and the newline.
 const SYNCED_AT_OVERHEAD: usize = 42;
-
-/// Parses a whole response body (see [`crate::page::PageScanner`], which does the work
-/// incrementally): a JSON object whose `records_field` is an array of records and whose
-/// optional `next_field` is a URL string or null.
-pub fn parse_page(
-    body: &[u8],
-    records_field: &str,
-    next_field: Option<&str>,
-) -> Result<ParsedPage, String> {
-    let mut scanner = crate::page::PageScanner::new(records_field, next_field);
-    let mut entries = Vec::new();
-    scanner.feed(body, &mut entries)?;
-    let tail = scanner.finish()?;
-    Ok(ParsedPage {
-        entries,
-        next: tail.next,
-    })
-}
 
 /// The two fields the sync needs, borrowed from the record's text.
 #[derive(Deserialize)]
@@ -542,8 +516,8 @@ fn compact(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn page(body: &str) -> Result<ParsedPage, String> {
-        parse_page(body.as_bytes(), "data", Some("next"))
+    fn page(body: &str) -> Result<crate::source::page::ParsedPage, String> {
+        crate::source::page::parse_page(body.as_bytes(), "data", Some("next"))
     }
 
     fn reason(body: &str) -> String {

@@ -99,6 +99,20 @@ impl Secrets {
     }
 }
 
+/// The URL without its query string, credentials or email addresses, for messages and logs.
+pub fn url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let mut s = mask_emails(u.as_str()).into_owned();
+    if url.query().is_some() {
+        s.push_str("?…");
+    }
+    s
+}
+
 /// `text` with each email address (`local@domain.tld`, also with `@` percent-encoded as
 /// `%40`) replaced by `[email]`.
 pub fn mask_emails(text: &str) -> Cow<'_, str> {
@@ -257,6 +271,15 @@ mod tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
+    }
+
+    #[test]
+    fn redaction_drops_query_and_credentials() {
+        let u =
+            url::Url::parse("https://user:pw@api.example.com/x?api_key=secret&since=1").unwrap();
+        let r = url(&u);
+        assert!(!r.contains("secret") && !r.contains("pw"), "{r}");
+        assert!(r.starts_with("https://api.example.com/x"), "{r}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use replay_sync::page::PageScanner;
+use replay_sync::source::page::PageScanner;
 use replay_sync::json;
 use replay_sync::record::{self, Entry};
 

@@ -1,7 +1,7 @@
 //! The HTTP source: `GET API_URL?since=…`, following next-page links from a body field
 //! (`API_NEXT_PAGE_FIELD`) or an RFC 8288 `Link: <…>; rel="next"` header.
 //!
-//! * Bodies are split into records as they arrive ([`crate::page::PageScanner`]) by a
+//! * Bodies are split into records as they arrive ([`super::page::PageScanner`]) by a
 //!   producer task that runs ahead of the engine through a small bounded channel; the records
 //!   of each network chunk are validated by a task of their own, and the engine takes the
 //!   results in order. The next page is fetched while the engine writes the previous batch
@@ -17,20 +17,22 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
+use reqwest::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use url::Url;
 
+use super::page::{PageScanner, RawElement};
 use super::retry::{self, Attempt};
 use super::{Chunk, PageEnd, Pages, Source};
 use crate::config::ApiConfig;
 use crate::error::{Error, Result};
-use crate::page::{PageScanner, RawElement};
 use crate::record::Entry;
-use crate::redact::{Secrets, mask_emails};
+use crate::redact::{Secrets, url as redact};
+
+use super::paging::{link_next, next_page};
 use crate::window;
 
 /// An excerpt of an error body is short: enough for a message, too little for a dump.
@@ -404,34 +406,6 @@ impl Drop for Prefetch {
     }
 }
 
-/// Resolves a next-page link of the page at `url`, refusing another origin and pages
-/// already read (a loop).
-fn next_page(url: &Url, link: &str, origin: &url::Origin, visited: &HashSet<Url>) -> Result<Url> {
-    let resolved = url.join(link).map_err(|e| Error::Paging {
-        url: redact(url),
-        message: format!("the next-page link is not a URL ({e})"),
-    })?;
-    if resolved.origin() != *origin {
-        return Err(Error::Paging {
-            url: redact(url),
-            message: format!(
-                "refusing to follow a next-page link to another origin ({})",
-                redact(&resolved)
-            ),
-        });
-    }
-    if visited.contains(&resolved) {
-        return Err(Error::Paging {
-            url: redact(url),
-            message: format!(
-                "the next-page link points back to a page already read ({}): a paging loop",
-                redact(&resolved)
-            ),
-        });
-    }
-    Ok(resolved)
-}
-
 /// What the producer sends: the records of a network chunk (being validated by a task of
 /// their own), or the end of a page.
 enum Part {
@@ -522,53 +496,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
-/// The target of `Link: <…>; rel="next"` (RFC 8288), if any.
-pub fn link_next(headers: &HeaderMap) -> Option<String> {
-    for value in headers.get_all(LINK) {
-        let Ok(value) = value.to_str() else { continue };
-        // Links are comma-separated; a URI in <> does not contain '>'.
-        let mut rest = value;
-        while let Some(start) = rest.find('<') {
-            let Some(end) = rest[start..].find('>') else {
-                break;
-            };
-            let target = &rest[start + 1..start + end];
-            let after = &rest[start + end + 1..];
-            let params_end = after.find('<').unwrap_or(after.len());
-            let params = &after[..params_end];
-            let is_next = params.split(';').any(|p| {
-                let p = p.trim().trim_end_matches(',').trim();
-                p.split_once('=').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("rel")
-                        && v.trim()
-                            .trim_matches('"')
-                            .split_whitespace()
-                            .any(|r| r.eq_ignore_ascii_case("next"))
-                })
-            });
-            if is_next {
-                return Some(target.to_string());
-            }
-            rest = &after[params_end..];
-        }
-    }
-    None
-}
-
-/// The URL without its query string, credentials or email addresses, for messages and logs.
-pub fn redact(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    let mut s = mask_emails(u.as_str()).into_owned();
-    if url.query().is_some() {
-        s.push_str("?…");
-    }
-    s
-}
-
 /// A short, single-line start of a body, with the credential and emails scrubbed (from the
 /// whole head first, so that a credential cut by the excerpt's end cannot show its start).
 fn excerpt(body: &[u8], secrets: &Secrets) -> String {
@@ -603,28 +530,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn link_header_next_is_found() {
-        let mut h = HeaderMap::new();
-        h.append(
-            LINK,
-            HeaderValue::from_static(
-                r#"<https://api/x?page=1>; rel="prev", <https://api/x?page=3>; rel="next""#,
-            ),
-        );
-        assert_eq!(link_next(&h).as_deref(), Some("https://api/x?page=3"));
-        let mut h = HeaderMap::new();
-        h.append(LINK, HeaderValue::from_static(r#"</p?page=2>; rel=next"#));
-        assert_eq!(link_next(&h).as_deref(), Some("/p?page=2"));
-        let mut h = HeaderMap::new();
-        h.append(
-            LINK,
-            HeaderValue::from_static(r#"<https://api/x?page=1>; rel="prev last""#),
-        );
-        assert_eq!(link_next(&h), None);
-    }
 
     #[test]
     fn retry_after_seconds_and_date() {
@@ -641,14 +546,6 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn redaction_drops_query_and_credentials() {
-        let u = Url::parse("https://user:pw@api.example.com/x?api_key=secret&since=1").unwrap();
-        let r = redact(&u);
-        assert!(!r.contains("secret") && !r.contains("pw"), "{r}");
-        assert!(r.starts_with("https://api.example.com/x"), "{r}");
     }
 
     #[test]

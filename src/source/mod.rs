@@ -10,6 +10,8 @@ use crate::error::Result;
 use crate::record::Entry;
 
 pub mod http;
+pub mod page;
+pub mod paging;
 pub mod retry;
 
 /// Some entries of the current page, and whether the page ended with them.

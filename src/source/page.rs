@@ -11,6 +11,32 @@ use serde::de::IgnoredAny;
 use crate::json;
 use crate::record::{self, Entry};
 
+/// A parsed response page.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParsedPage {
+    pub entries: Vec<Entry>,
+    /// The next page's URL from the body's next-page field (absent or null: none).
+    pub next: Option<String>,
+}
+
+/// Parses a whole response body (see [`PageScanner`], which does the work
+/// incrementally): a JSON object whose `records_field` is an array of records and whose
+/// optional `next_field` is a URL string or null.
+pub fn parse_page(
+    body: &[u8],
+    records_field: &str,
+    next_field: Option<&str>,
+) -> Result<ParsedPage, String> {
+    let mut scanner = PageScanner::new(records_field, next_field);
+    let mut entries = Vec::new();
+    scanner.feed(body, &mut entries)?;
+    let tail = scanner.finish()?;
+    Ok(ParsedPage {
+        entries,
+        next: tail.next,
+    })
+}
+
 /// Parses a page body fed in chunks of any size.
 #[derive(Debug)]
 pub struct PageScanner {
