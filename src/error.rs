@@ -155,4 +155,98 @@ impl Error {
     }
 }
 
+/// What an AWS call's failure means for the operator, decided where the SDK is called (from
+/// the error code, or the kind of transport failure), so that the message says what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsCause {
+    /// The table or bucket does not exist (or not in this region).
+    Missing,
+    /// The credentials may not do this.
+    AccessDenied,
+    /// Throttled: the same call later succeeds.
+    Throttled,
+    /// The service was not reached (network, endpoint, DNS, timeout).
+    Unreachable,
+    Other,
+}
+
+impl AwsCause {
+    /// Classifies an error code (`ResourceNotFoundException`, `NoSuchBucket`, …); `dispatch`:
+    /// the request never got an answer.
+    pub fn of(code: Option<&str>, dispatch: bool) -> Self {
+        match code {
+            Some("ResourceNotFoundException" | "NoSuchBucket") => AwsCause::Missing,
+            Some(
+                "AccessDeniedException"
+                | "AccessDenied"
+                | "UnrecognizedClientException"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "ExpiredTokenException"
+                | "InvalidClientTokenId"
+                | "AllAccessDisabled",
+            ) => AwsCause::AccessDenied,
+            Some(
+                "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "SlowDown"
+                | "Throttling"
+                | "TooManyRequestsException",
+            ) => AwsCause::Throttled,
+            _ if dispatch => AwsCause::Unreachable,
+            _ => AwsCause::Other,
+        }
+    }
+
+    /// What the operator should do, for a resource named by the variable `var`
+    /// (`STATE_STORE`, `OUTPUT`) and needing `permissions`.
+    pub fn hint(self, var: &str, permissions: &str) -> Option<String> {
+        match self {
+            AwsCause::Missing => Some(format!(
+                "it does not exist (or not in this region): create it, or fix {var}"
+            )),
+            AwsCause::AccessDenied => {
+                Some(format!("access denied: the credentials need {permissions}"))
+            }
+            AwsCause::Throttled => Some(
+                "throttled: the call failed after the SDK's retries; the next run retries".into(),
+            ),
+            AwsCause::Unreachable => Some(
+                "the service was not reached (network, endpoint, VPC routes or timeout)".into(),
+            ),
+            AwsCause::Other => None,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_failures_are_classified_by_code() {
+        assert_eq!(
+            AwsCause::of(Some("ResourceNotFoundException"), false),
+            AwsCause::Missing
+        );
+        assert_eq!(AwsCause::of(Some("NoSuchBucket"), false), AwsCause::Missing);
+        assert_eq!(
+            AwsCause::of(Some("AccessDeniedException"), false),
+            AwsCause::AccessDenied
+        );
+        assert_eq!(
+            AwsCause::of(Some("ProvisionedThroughputExceededException"), false),
+            AwsCause::Throttled
+        );
+        assert_eq!(AwsCause::of(Some("SlowDown"), false), AwsCause::Throttled);
+        assert_eq!(AwsCause::of(None, true), AwsCause::Unreachable);
+        assert_eq!(AwsCause::of(Some("Weird"), false), AwsCause::Other);
+        let hint = AwsCause::Missing.hint("OUTPUT", "x").unwrap();
+        assert!(hint.contains("fix OUTPUT"), "{hint}");
+        assert!(AwsCause::Other.hint("OUTPUT", "x").is_none());
+    }
+}

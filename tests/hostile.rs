@@ -419,3 +419,44 @@ async fn a_retry_from_a_restored_state_converges_on_the_same_keys(kind: Kind) {
         (Some(ts("2024-01-15T10:06:00Z")), 1)
     );
 }
+
+/// A misconfigured deployment: the error says what to fix (classified where the SDK
+/// answered), not only the SDK's account of it.
+#[test]
+fn a_missing_table_or_bucket_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = fixture::records_api(vec![user("a", "2024-01-15T10:00:00Z")], Paging::None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = common::peers::unique("lake");
+    let table = common::peers::unique("state");
+    rt.block_on(common::create_bucket(&bucket));
+    rt.block_on(common::create_table(&table));
+    let cases = [
+        (
+            format!("dynamodb://{}", common::peers::unique("no-such-table")),
+            format!("s3://{bucket}/raw"),
+            "STATE_STORE",
+        ),
+        (
+            format!("dynamodb://{table}"),
+            format!("s3://{}/raw", common::peers::unique("no-such-bucket")),
+            "OUTPUT",
+        ),
+    ];
+    for (state, output, var) in cases {
+        let mut env = common::moto_env();
+        env.extend([
+            ("API_URL", api.url("/x")),
+            ("STATE_STORE", state),
+            ("OUTPUT", output),
+        ]);
+        let out = run(dir.path(), &env, &["invoke"]);
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("does not exist") && last.contains(&format!("fix {var}")),
+            "{var}: {last}"
+        );
+    }
+}

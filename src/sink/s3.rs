@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::{Put, Sink};
-use crate::error::{Error, Result};
+use crate::error::{AwsCause, Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct S3Sink {
@@ -102,14 +102,27 @@ impl Sink for S3Sink {
 const CONFLICT_ATTEMPTS: u64 = 5;
 
 impl S3Sink {
+    /// The error of a failed call, classified here where the SDK answered: what to fix comes
+    /// first, the SDK's own account after it.
     fn failed<E, R>(&self, key: &str, e: &aws_sdk_s3::error::SdkError<E, R>) -> Error
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
         R: std::fmt::Debug,
     {
+        use aws_sdk_s3::error::SdkError;
+        let dispatch = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
+        let code = e.as_service_error().and_then(|s| s.code());
+        let hint = AwsCause::of(code, dispatch).hint(
+            "OUTPUT",
+            "s3:PutObject and s3:GetObject on the output prefix",
+        );
         Error::sink(
             format!("s3://{}/{key}", self.bucket),
-            DisplayErrorContext(e).to_string(),
+            format!(
+                "{}{}",
+                hint.map(|h| format!("{h} — ")).unwrap_or_default(),
+                DisplayErrorContext(e)
+            ),
         )
     }
 }

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use tracing::warn;
 
-use crate::error::{Error, Result};
+use crate::error::{AwsCause, Error, Result};
 use crate::window;
 
 #[derive(Debug, Clone)]
@@ -43,14 +43,24 @@ impl DynamoStateStore {
         )
     }
 
+    /// The error of a failed call, classified here where the SDK answered: what to fix comes
+    /// first, the SDK's own account after it.
     fn failed<E, R>(&self, op: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + ProvideErrorMetadata + 'static,
         R: std::fmt::Debug,
     {
+        use aws_sdk_dynamodb::error::SdkError;
+        let dispatch = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
+        let code = e.as_service_error().and_then(|s| s.code());
+        let hint = AwsCause::of(code, dispatch).hint(
+            "STATE_STORE",
+            "dynamodb:GetItem and dynamodb:UpdateItem on the table",
+        );
         Error::state(format!(
-            "{op} on table {} failed: {}",
+            "{op} on table {} failed: {}{}",
             self.table,
+            hint.map(|h| format!("{h} — ")).unwrap_or_default(),
             DisplayErrorContext(e)
         ))
     }
