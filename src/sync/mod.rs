@@ -1,4 +1,5 @@
 //! The engine: plan → fetch → batch → write → manifest → checkpoint, generic over the ports.
+//! Objects in flight live in `writer.rs`, what a run reports in `summary.rs`.
 //!
 //! Guarantees of one run:
 //! * a run that writes first takes the lease on the state ([`crate::state::acquire`]); a live
@@ -20,26 +21,29 @@
 //! * a failure returns an error before the checkpoint and releases the lease: the cursor
 //!   stays, nothing is lost.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::batch::{self, Batcher};
+use crate::batch::Batcher;
 use crate::config::BatchLimits;
-use crate::error::{Error, Result};
-use crate::event::{RunRequest, Trigger};
+use crate::error::Result;
+use crate::event::RunRequest;
 use crate::failpoint;
 use crate::fingerprint::{Fingerprints, Verdict};
-use crate::record::{Entry, Record, Rejected};
+use crate::record::{Entry, Rejected};
 use crate::sink::{self, Sink, put_once};
 use crate::source::{Pages, Source};
 use crate::state::{self, Acquired, Checkpoint, Claimant, Commit, Plan, StateStore, SyncState};
 use crate::window;
-use tokio::task::JoinHandle;
+
+mod summary;
+mod writer;
+
+pub use summary::{Manifest, ManifestWindow, ObjectEntry, RunSummary, Status};
 use tokio::time::Instant as Deadline;
+use writer::Written;
 
 /// What the engine needs besides the ports.
 #[derive(Debug, Clone)]
@@ -92,255 +96,12 @@ impl Invocation {
     }
 }
 
-/// How a run ended. Every status is a successful invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Completed,
-    Partial,
-    Skipped,
-    Conflict,
-    DryRun,
-}
-
-impl Status {
-    /// The name the summary uses (`completed`, `dry_run`, …), also in logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Completed => "completed",
-            Status::Partial => "partial",
-            Status::Skipped => "skipped",
-            Status::Conflict => "conflict",
-            Status::DryRun => "dry_run",
-        }
-    }
-}
-
-/// The run summary of the contract, returned by the handler and logged.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub sync_id: String,
-    pub status: Status,
-    pub trigger: Trigger,
-    pub run_id: String,
-    pub started_at: String,
-    pub buffer_hours: f64,
-    pub since: Option<String>,
-    pub previous_cursor: Option<String>,
-    pub new_cursor: Option<String>,
-    /// Dry runs only: the cursor a real run would have checkpointed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub planned_cursor: Option<String>,
-    pub state_version: u64,
-    pub records_fetched: u64,
-    pub records_written: u64,
-    pub records_rejected: u64,
-    /// Older copies of an id that a newer copy replaced within the same batch.
-    pub records_deduplicated: u64,
-    /// Records identical to the version already written (same id, `updatedAt` and bytes).
-    pub records_skipped: u64,
-    /// Records older than the version already written for their id (a stale replica).
-    pub records_stale: u64,
-    /// Records in the replay window (stamped before the previous cursor) that were not
-    /// written before: they reached the replica after the previous run.
-    pub late_records: u64,
-    /// How far behind the previous cursor the most belated of them was stamped.
-    pub max_lateness_seconds: f64,
-    /// Why nothing was done (`skipped`), or why the cursor was held back (`partial`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub objects: Vec<String>,
-    pub rejected_objects: Vec<String>,
-    pub manifest: Option<String>,
-    pub pages: u64,
-    pub bytes_fetched: u64,
-    pub checkpoints: u64,
-    pub duration_ms: u64,
-}
-
-/// One object listed in a manifest.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ObjectEntry {
-    pub key: String,
-    pub records: u64,
-}
-
-/// `PREFIX/SYNC_ID/_manifests/<run>.json`: what a run wrote, written before its checkpoint.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub sync_id: String,
-    pub run_id: String,
-    pub window: ManifestWindow,
-    pub starting_version: u64,
-    pub previous_cursor: Option<String>,
-    pub new_cursor: Option<String>,
-    pub objects: Vec<ObjectEntry>,
-    pub rejected: Vec<ObjectEntry>,
-    pub records_written: u64,
-    pub records_rejected: u64,
-    pub records_skipped: u64,
-    pub records_stale: u64,
-    /// The fingerprint set for the next run (see [`crate::fingerprint`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprints: Option<String>,
-    pub synced_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct ManifestWindow {
-    /// Inclusive start (`None`: a full sync).
-    pub since: Option<String>,
-    /// The run's start: the cursor never passes it.
-    pub until: String,
-}
-
 /// The engine, borrowing its ports.
 pub struct Engine<'a, St, So, Si> {
     pub state: &'a St,
     pub source: &'a So,
     pub sink: &'a Si,
     pub settings: &'a Settings,
-}
-
-/// Object writes that may be under way at once, besides the batch being filled. Writes
-/// overlap parsing (and each other: S3 latency, fsyncs), and memory stays bounded.
-const WRITES_IN_FLIGHT: usize = 4;
-
-/// What a run has written so far, and the writes still under way.
-struct Written<Si: Sink + Clone + 'static> {
-    sink: Si,
-    dry_run: bool,
-    prefix: String,
-    run_id: String,
-    synced_at: String,
-    data_parts: usize,
-    rejected_parts: usize,
-    pending: VecDeque<Pending>,
-    objects: Vec<ObjectEntry>,
-    rejected: Vec<ObjectEntry>,
-    records: u64,
-    rejected_records: u64,
-    max_updated_at: Option<DateTime<Utc>>,
-}
-
-/// A write under way (`task` is `None` in a dry run). The task yields the key written,
-/// which differs from the planned one when an earlier attempt left other bytes there.
-struct Pending {
-    task: Option<JoinHandle<Result<String>>>,
-    entry: ObjectEntry,
-    /// `Some(max updatedAt)` for data, `None` for rejected records.
-    data_max: Option<Option<DateTime<Utc>>>,
-}
-
-impl<Si: Sink + Clone + 'static> Written<Si> {
-    /// Starts writing a data object. It counts towards the cursor only once written.
-    async fn data(&mut self, batch: Vec<Record>) -> Result<()> {
-        let rel = format!(
-            "{}{}-{:05}.jsonl",
-            self.prefix, self.run_id, self.data_parts
-        );
-        self.data_parts += 1;
-        let max = batch.iter().map(|r| r.updated_at).max();
-        let n = batch.len() as u64;
-        let synced_at = self.synced_at.clone();
-        self.start(rel, n, Some(max), move || batch::encode(&batch, &synced_at))
-            .await
-    }
-
-    /// Starts writing rejected records.
-    async fn rejected(&mut self, batch: Vec<Rejected>) -> Result<()> {
-        let rel = format!(
-            "{}_rejected/{}-{:05}.jsonl",
-            self.prefix, self.run_id, self.rejected_parts
-        );
-        self.rejected_parts += 1;
-        let n = batch.len() as u64;
-        let synced_at = self.synced_at.clone();
-        self.start(rel, n, None, move || {
-            let mut body = Vec::new();
-            for r in &batch {
-                r.write_line(&mut body, &synced_at);
-            }
-            body
-        })
-        .await
-    }
-
-    async fn start(
-        &mut self,
-        rel: String,
-        records: u64,
-        data_max: Option<Option<DateTime<Utc>>>,
-        encode: impl FnOnce() -> Vec<u8> + Send + 'static,
-    ) -> Result<()> {
-        while self.pending.len() >= WRITES_IN_FLIGHT {
-            self.complete_oldest().await?;
-        }
-        let key = self.sink.key(&rel);
-        let task = (!self.dry_run).then(|| {
-            let sink = self.sink.clone();
-            tokio::spawn(async move { put_once(&sink, &rel, encode().into(), sink::JSONL).await })
-        });
-        self.pending.push_back(Pending {
-            task,
-            entry: ObjectEntry { key, records },
-            data_max,
-        });
-        Ok(())
-    }
-
-    /// Waits for the oldest write; only now, with the object durable, does it count.
-    async fn complete_oldest(&mut self) -> Result<()> {
-        let Some(mut p) = self.pending.pop_front() else {
-            return Ok(());
-        };
-        if let Some(task) = p.task {
-            p.entry.key = task.await.map_err(|e| Error::Sink {
-                key: p.entry.key.clone(),
-                message: format!("the write task failed: {e}"),
-            })??;
-        }
-        match p.data_max {
-            Some(max) => {
-                if !self.dry_run {
-                    info!(key = %p.entry.key, records = p.entry.records, "wrote object");
-                }
-                self.max_updated_at = self.max_updated_at.max(max);
-                self.records += p.entry.records;
-                self.objects.push(p.entry);
-                if !self.dry_run {
-                    failpoint::reached("object").await;
-                }
-            }
-            None => {
-                if !self.dry_run {
-                    warn!(key = %p.entry.key, records = p.entry.records, "wrote rejected records");
-                }
-                self.rejected_records += p.entry.records;
-                self.rejected.push(p.entry);
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for every write under way.
-    async fn finish(&mut self) -> Result<()> {
-        while !self.pending.is_empty() {
-            self.complete_oldest().await?;
-        }
-        Ok(())
-    }
-}
-
-impl<Si: Sink + Clone + 'static> Drop for Written<Si> {
-    fn drop(&mut self) {
-        // A failed run stops its other writes (they are harmless either way).
-        for p in &self.pending {
-            if let Some(t) = &p.task {
-                t.abort();
-            }
-        }
-    }
 }
 
 impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
@@ -448,21 +209,13 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             "run planned"
         );
 
-        let mut written = Written {
-            sink: self.sink.clone(),
-            dry_run: req.dry_run,
-            prefix: format!("{sync_id}/"),
-            run_id: run_id.clone(),
-            synced_at: window::format_millis(started_at),
-            data_parts: 0,
-            rejected_parts: 0,
-            pending: VecDeque::new(),
-            objects: Vec::new(),
-            rejected: Vec::new(),
-            records: 0,
-            rejected_records: 0,
-            max_updated_at: None,
-        };
+        let mut written = Written::new(
+            self.sink.clone(),
+            req.dry_run,
+            format!("{sync_id}/"),
+            run_id.clone(),
+            window::format_millis(started_at),
+        );
         let limits = self.settings.batch;
         let mut batcher = Batcher::new(limits);
         let mut rejected: Vec<Rejected> = Vec::new();
@@ -785,40 +538,5 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             warn!(key = %key, error = %e, "cannot use the fingerprint set; writing every record in the window");
             (Fingerprints::empty(), None)
         })
-    }
-}
-
-impl RunSummary {
-    /// An empty summary of a run of `req` (every count zero).
-    fn new(sync_id: &str, req: &RunRequest, buffer: TimeDelta) -> Self {
-        RunSummary {
-            sync_id: sync_id.to_string(),
-            status: Status::Completed,
-            trigger: req.trigger,
-            run_id: String::new(),
-            started_at: String::new(),
-            buffer_hours: buffer.num_milliseconds() as f64 / 3_600_000.0,
-            since: None,
-            previous_cursor: None,
-            new_cursor: None,
-            planned_cursor: None,
-            state_version: 0,
-            records_fetched: 0,
-            records_written: 0,
-            records_rejected: 0,
-            records_deduplicated: 0,
-            records_skipped: 0,
-            records_stale: 0,
-            late_records: 0,
-            max_lateness_seconds: 0.0,
-            reason: None,
-            objects: Vec::new(),
-            rejected_objects: Vec::new(),
-            manifest: None,
-            pages: 0,
-            bytes_fetched: 0,
-            checkpoints: 0,
-            duration_ms: 0,
-        }
     }
 }
