@@ -96,6 +96,29 @@ impl Invocation {
     }
 }
 
+/// What the fetch phase leaves for the report and the commit: the durable objects, the
+/// fingerprints, and the counts.
+struct Fetched<Si: Sink + Clone + 'static> {
+    written: Written<Si>,
+    fps: Fingerprints,
+    /// A hash of the fingerprint set as loaded (to keep it when nothing changed).
+    loaded_hash: Option<u128>,
+    previous_coverage: Option<DateTime<Utc>>,
+    fetched: u64,
+    pages: u64,
+    bytes: u64,
+    deduplicated: u64,
+    unchanged: u64,
+    stale: u64,
+    late: u64,
+    max_lateness: TimeDelta,
+    /// The greatest `updatedAt` of records not written because the lake already holds them.
+    known_max: Option<DateTime<Utc>>,
+    /// Every record came in ascending `updatedAt` order.
+    ascending: bool,
+    stopped_early: bool,
+}
+
 /// The engine, borrowing its ports.
 pub struct Engine<'a, St, So, Si> {
     pub state: &'a St,
@@ -192,9 +215,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         clock: Instant,
     ) -> Result<RunSummary> {
         let sync_id = &self.settings.sync_id;
-        let previous = req.state_override.or(stored.cursor);
-        let buffer = req.buffer.unwrap_or(self.settings.buffer);
-        let (since, started_at) = (plan.since, plan.until);
+        let since = plan.since;
         let run_id = format!(
             "{:012}-{}",
             stored.version,
@@ -209,6 +230,43 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             "run planned"
         );
 
+        let mut fetched = self.fetch(req, inv, stored, plan, &run_id).await?;
+        let (mut summary, new_cursor) = self.report(req, stored, plan, &run_id, &fetched);
+
+        if req.dry_run {
+            summary.status = Status::DryRun;
+            summary.planned_cursor = new_cursor.map(window::format_ts);
+            summary.duration_ms = clock.elapsed().as_millis() as u64;
+            return Ok(summary);
+        }
+
+        self.commit(
+            req,
+            inv,
+            stored,
+            plan,
+            &run_id,
+            &mut fetched,
+            new_cursor,
+            summary,
+            clock,
+        )
+        .await
+    }
+
+    /// The fetch phase: pages → records → batches → objects, until the window is read or the
+    /// deadline is near. Returns what is durable and the counts; checkpoints nothing.
+    async fn fetch(
+        &self,
+        req: &RunRequest,
+        inv: &Invocation,
+        stored: &SyncState,
+        plan: &Plan,
+        run_id: &str,
+    ) -> Result<Fetched<Si>> {
+        let sync_id = &self.settings.sync_id;
+        let (since, started_at) = (plan.since, plan.until);
+        let run_id = run_id.to_string();
         let mut written = Written::new(
             self.sink.clone(),
             req.dry_run,
@@ -336,7 +394,56 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             written.rejected(rejected).await?;
         }
         written.finish().await?;
+        Ok(Fetched {
+            deduplicated: batcher.deduplicated(),
+            written,
+            fps,
+            loaded_hash,
+            previous_coverage,
+            fetched,
+            pages,
+            bytes,
+            unchanged,
+            stale,
+            late,
+            max_lateness,
+            known_max,
+            ascending,
+            stopped_early,
+        })
+    }
 
+    /// The run summary of what was fetched, and the cursor a checkpoint would store.
+    fn report(
+        &self,
+        req: &RunRequest,
+        stored: &SyncState,
+        plan: &Plan,
+        run_id: &str,
+        f: &Fetched<Si>,
+    ) -> (RunSummary, Option<DateTime<Utc>>) {
+        let sync_id = &self.settings.sync_id;
+        let previous = req.state_override.or(stored.cursor);
+        let buffer = req.buffer.unwrap_or(self.settings.buffer);
+        let (since, started_at) = (plan.since, plan.until);
+        let Fetched {
+            written,
+            fetched,
+            pages,
+            bytes,
+            unchanged,
+            stale,
+            late,
+            max_lateness,
+            known_max,
+            ascending,
+            stopped_early,
+            ..
+        } = f;
+        let (fetched, pages, bytes, unchanged, stale, late) =
+            (*fetched, *pages, *bytes, *unchanged, *stale, *late);
+        let (max_lateness, known_max, ascending, stopped_early) =
+            (*max_lateness, *known_max, *ascending, *stopped_early);
         let mut reason = None;
         let durable_max = if stopped_early && !ascending {
             reason = Some(
@@ -363,7 +470,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             Status::Completed
         };
         summary.reason = reason;
-        summary.run_id = run_id.clone();
+        summary.run_id = run_id.to_string();
         summary.started_at = written.synced_at.clone();
         summary.since = fmt(since);
         summary.previous_cursor = fmt(previous);
@@ -372,7 +479,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         summary.records_fetched = fetched;
         summary.records_written = written.records;
         summary.records_rejected = written.rejected_records;
-        summary.records_deduplicated = batcher.deduplicated();
+        summary.records_deduplicated = f.deduplicated;
         summary.records_skipped = unchanged;
         summary.records_stale = stale;
         summary.late_records = late;
@@ -400,14 +507,32 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         }
         summary.pages = pages;
         summary.bytes_fetched = bytes;
+        (summary, new_cursor)
+    }
 
-        if req.dry_run {
-            summary.status = Status::DryRun;
-            summary.planned_cursor = fmt(new_cursor);
-            summary.duration_ms = clock.elapsed().as_millis() as u64;
-            return Ok(summary);
-        }
-
+    /// The commit phase: the fingerprint set, the manifest, then the fenced checkpoint — each
+    /// durable before the next names it.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        req: &RunRequest,
+        inv: &Invocation,
+        stored: &SyncState,
+        plan: &Plan,
+        run_id: &str,
+        f: &mut Fetched<Si>,
+        new_cursor: Option<DateTime<Utc>>,
+        mut summary: RunSummary,
+        clock: Instant,
+    ) -> Result<RunSummary> {
+        let sync_id = &self.settings.sync_id;
+        let previous = req.state_override.or(stored.cursor);
+        let (since, started_at) = (plan.since, plan.until);
+        let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
+        let (unchanged, stale, stopped_early) = (f.unchanged, f.stale, f.stopped_early);
+        let (previous_coverage, loaded_hash) = (f.previous_coverage, f.loaded_hash);
+        let fps = &mut f.fps;
+        let written = &f.written;
         // The fingerprints of what the lake now holds in the next run's window, durable before
         // the checkpoint that names them.
         fps.after_run(
@@ -444,7 +569,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
 
         let manifest = Manifest {
             sync_id: sync_id.clone(),
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             window: ManifestWindow {
                 since: fmt(since),
                 until: window::format_ts(started_at),
@@ -482,7 +607,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             expected: stored.version,
             owner: &inv.request_id,
             cursor: new_cursor,
-            run_id: &run_id,
+            run_id,
             invocation,
             fingerprints: fingerprints.as_deref(),
         };
