@@ -114,9 +114,75 @@ struct Fetched<Si: Sink + Clone + 'static> {
     max_lateness: TimeDelta,
     /// The greatest `updatedAt` of records not written because the lake already holds them.
     known_max: Option<DateTime<Utc>>,
-    /// Every record came in ascending `updatedAt` order.
+    /// Every record came in ascending `updatedAt` order: only then does "everything up to
+    /// the greatest `updatedAt` written" hold when stopping early.
     ascending: bool,
+    last_seen: Option<DateTime<Utc>>,
     stopped_early: bool,
+}
+
+impl<Si: Sink + Clone + 'static> Fetched<Si> {
+    /// One fetched entry: judged against the fingerprints, batched (a full batch starts
+    /// being written), or set aside as rejected.
+    async fn take(
+        &mut self,
+        entry: Entry,
+        judge: &Judge,
+        batcher: &mut Batcher,
+        rejected: &mut Vec<Rejected>,
+        limits: crate::config::BatchLimits,
+    ) -> Result<()> {
+        match entry {
+            Entry::Valid(r) => {
+                batcher.fetched(r.json_len());
+                if self.last_seen.is_some_and(|l| r.updated_at < l) {
+                    self.ascending = false;
+                }
+                self.last_seen = self.last_seen.max(Some(r.updated_at));
+                let verdict = if judge.fingerprinting {
+                    self.fps.check(&r, judge.late_since, judge.skip_known)
+                } else {
+                    Verdict::Write { late: None }
+                };
+                match verdict {
+                    Verdict::Write { late: lateness } => {
+                        if let Some(l) = lateness {
+                            self.late += 1;
+                            self.max_lateness = self.max_lateness.max(l);
+                        }
+                        if let Some(full) = batcher.push(r) {
+                            self.written.data(full).await?;
+                        }
+                    }
+                    Verdict::Unchanged => {
+                        self.unchanged += 1;
+                        self.known_max = self.known_max.max(Some(r.updated_at));
+                    }
+                    Verdict::Stale => {
+                        self.stale += 1;
+                        self.known_max = self.known_max.max(Some(r.updated_at));
+                    }
+                }
+            }
+            Entry::Rejected(r) => {
+                rejected.push(r);
+                if rejected.len() >= limits.max_records {
+                    self.written.rejected(std::mem::take(rejected)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How fetched records are judged in one run.
+struct Judge {
+    /// Fingerprints are kept (`FINGERPRINT_MAX` > 0).
+    fingerprinting: bool,
+    /// Rows the lake already holds are not written again (not in a manual replay).
+    skip_known: bool,
+    /// Rows stamped before this and unknown to the fingerprints are late.
+    late_since: Option<DateTime<Utc>>,
 }
 
 /// The engine, borrowing its ports.
@@ -267,41 +333,51 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let sync_id = &self.settings.sync_id;
         let (since, started_at) = (plan.since, plan.until);
         let run_id = run_id.to_string();
-        let mut written = Written::new(
-            self.sink.clone(),
-            req.dry_run,
-            format!("{sync_id}/"),
-            run_id.clone(),
-            window::format_millis(started_at),
-        );
         let limits = self.settings.batch;
         let mut batcher = Batcher::new(limits);
         let mut rejected: Vec<Rejected> = Vec::new();
-        let (mut fetched, mut pages, mut bytes) = (0u64, 0u64, 0u64);
-        // Whether every record so far came in ascending `updatedAt` order: only then does
-        // "everything up to the greatest `updatedAt` written" hold when stopping early.
-        let mut ascending = true;
-        let mut last_seen: Option<DateTime<Utc>> = None;
         // The margin is at most a quarter of the time the run had, so a short timeout still
         // leaves it time to fetch.
         let stop_at = inv.deadline.map(|d| {
             let left = d.saturating_duration_since(Deadline::now());
             d - self.settings.deadline_margin.min(left / 4)
         });
-        let mut stopped_early = false;
-
         // What the overlap already wrote. A manual replay writes everything it reads (and
         // measures no lateness), but still hands on what it wrote.
-        let fingerprinting = self.settings.fingerprint_max > 0;
-        let (mut fps, loaded_hash) = self.load_fingerprints(stored).await;
-        let previous_coverage = fps.covers_from();
-        let skip_known = req.state_override.is_none();
-        let late_since = if skip_known { stored.cursor } else { None };
-        let (mut unchanged, mut stale, mut late) = (0u64, 0u64, 0u64);
-        let mut max_lateness = TimeDelta::zero();
-        // The greatest `updatedAt` of records not written because the lake already holds
-        // them (or a newer version): durable, so they count towards the cursor.
-        let mut known_max: Option<DateTime<Utc>> = None;
+        let (fps, loaded_hash) = self.load_fingerprints(stored).await;
+        let judge = Judge {
+            fingerprinting: self.settings.fingerprint_max > 0,
+            skip_known: req.state_override.is_none(),
+            late_since: if req.state_override.is_none() {
+                stored.cursor
+            } else {
+                None
+            },
+        };
+        let mut f = Fetched {
+            written: Written::new(
+                self.sink.clone(),
+                req.dry_run,
+                format!("{sync_id}/"),
+                run_id.clone(),
+                window::format_millis(started_at),
+            ),
+            previous_coverage: fps.covers_from(),
+            fps,
+            loaded_hash,
+            fetched: 0,
+            pages: 0,
+            bytes: 0,
+            deduplicated: 0,
+            unchanged: 0,
+            stale: 0,
+            late: 0,
+            max_lateness: TimeDelta::zero(),
+            known_max: None,
+            ascending: true,
+            last_seen: None,
+            stopped_early: false,
+        };
 
         let mut reader = self.source.open(since, inv.deadline);
         let mut page_records = 0u64;
@@ -310,20 +386,20 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 Some(at) => match tokio::time::timeout_at(at, reader.next_chunk()).await {
                     Ok(next) => next?,
                     Err(_) => {
-                        stopped_early = true;
+                        f.stopped_early = true;
                         break;
                     }
                 },
                 None => reader.next_chunk().await?,
             };
             let Some(chunk) = next else { break };
-            fetched += chunk.entries.len() as u64;
+            f.fetched += chunk.entries.len() as u64;
             page_records += chunk.entries.len() as u64;
             if let Some(end) = chunk.page_end {
-                pages += 1;
-                bytes += end.bytes;
+                f.pages += 1;
+                f.bytes += end.bytes;
                 info!(
-                    page = pages,
+                    page = f.pages,
                     records = page_records,
                     bytes = end.bytes,
                     "fetched page"
@@ -331,86 +407,35 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 page_records = 0;
             }
             for entry in chunk.entries {
-                match entry {
-                    Entry::Valid(r) => {
-                        batcher.fetched(r.json_len());
-                        if last_seen.is_some_and(|l| r.updated_at < l) {
-                            ascending = false;
-                        }
-                        last_seen = last_seen.max(Some(r.updated_at));
-                        let verdict = if fingerprinting {
-                            fps.check(&r, late_since, skip_known)
-                        } else {
-                            Verdict::Write { late: None }
-                        };
-                        match verdict {
-                            Verdict::Write { late: lateness } => {
-                                if let Some(l) = lateness {
-                                    late += 1;
-                                    max_lateness = max_lateness.max(l);
-                                }
-                                if let Some(full) = batcher.push(r) {
-                                    written.data(full).await?;
-                                }
-                            }
-                            Verdict::Unchanged => {
-                                unchanged += 1;
-                                known_max = known_max.max(Some(r.updated_at));
-                            }
-                            Verdict::Stale => {
-                                stale += 1;
-                                known_max = known_max.max(Some(r.updated_at));
-                            }
-                        }
-                    }
-                    Entry::Rejected(r) => {
-                        rejected.push(r);
-                        if rejected.len() >= limits.max_records {
-                            written.rejected(std::mem::take(&mut rejected)).await?;
-                        }
-                    }
-                }
+                f.take(entry, &judge, &mut batcher, &mut rejected, limits)
+                    .await?;
             }
-            if fingerprinting {
+            if judge.fingerprinting {
                 // The final cursor will be at least this: older fingerprints are not needed.
-                let floor = last_seen
+                let floor = f
+                    .last_seen
                     .map(|t| t.min(started_at))
                     .max(stored.cursor.filter(|_| !req.rewind));
-                fps.bound(
+                f.fps.bound(
                     window::since(floor, self.settings.buffer),
                     self.settings.fingerprint_max,
                 );
             }
             if stop_at.is_some_and(|at| Deadline::now() >= at) {
-                stopped_early = true;
+                f.stopped_early = true;
                 break;
             }
         }
         drop(reader);
         if let Some(last) = batcher.take() {
-            written.data(last).await?;
+            f.written.data(last).await?;
         }
         if !rejected.is_empty() {
-            written.rejected(rejected).await?;
+            f.written.rejected(rejected).await?;
         }
-        written.finish().await?;
-        Ok(Fetched {
-            deduplicated: batcher.deduplicated(),
-            written,
-            fps,
-            loaded_hash,
-            previous_coverage,
-            fetched,
-            pages,
-            bytes,
-            unchanged,
-            stale,
-            late,
-            max_lateness,
-            known_max,
-            ascending,
-            stopped_early,
-        })
+        f.written.finish().await?;
+        f.deduplicated = batcher.deduplicated();
+        Ok(f)
     }
 
     /// The run summary of what was fetched, and the cursor a checkpoint would store.
