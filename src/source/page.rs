@@ -615,6 +615,41 @@ mod tests {
                   {"updatedAt": "2024-01-15T10:30:00Z"} ], "count": -1.5e3, "flag": false } "#;
 
     #[test]
+    fn an_oversized_record_is_rejected_with_its_id_and_size_whatever_the_chunking() {
+        let big = format!(
+            r#"{{"id": "big", "updatedAt": "2024-01-15T10:30:00Z", "blob": "{}"}}"#,
+            "x".repeat(300)
+        );
+        let body = format!(
+            r#"{{"data": [{{"id": 1, "updatedAt": "2024-01-15T10:30:00Z"}}, {big}, {{"id": 2, "updatedAt": "2024-01-15T10:30:00Z"}}], "meta": "{}"}}"#,
+            "m".repeat(500)
+        );
+        for size in [1, 7, 64, 100, 1000, usize::MAX] {
+            let mut s = PageScanner::new("data", Some("next")).with_max_value(100);
+            let mut out = Vec::new();
+            for c in body.as_bytes().chunks(size.min(body.len())) {
+                s.feed(c, &mut out).unwrap();
+            }
+            s.finish().unwrap();
+            assert_eq!(out.len(), 3, "chunks of {size}");
+            assert!(matches!(out[0], Entry::Valid(_)) && matches!(out[2], Entry::Valid(_)));
+            let Entry::Rejected(r) = &out[1] else {
+                panic!("chunks of {size}: {:?}", out[1])
+            };
+            let mut line = Vec::new();
+            r.write_line(&mut line, "t");
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(v["id"], "big", "chunks of {size}: {v}");
+            assert_eq!(
+                v["bytes"].as_u64(),
+                Some(big.len() as u64),
+                "chunks of {size}"
+            );
+            assert!(v.get("record").is_none(), "the content is not kept");
+        }
+    }
+
+    #[test]
     fn every_chunking_gives_the_same_result() {
         let whole = scan_in_chunks(BODY.as_bytes(), usize::MAX).unwrap();
         assert_eq!(whole.0.len(), 7);
