@@ -199,6 +199,41 @@ impl HttpSource {
         req
     }
 
+    /// An answer that is not a success: retried (429, 5xx, honouring `Retry-After`) or
+    /// failed at once (other statuses), with a short, scrubbed excerpt of the body.
+    async fn failed_status<T>(
+        &self,
+        mut resp: reqwest::Response,
+        url: &Url,
+        attempt: u32,
+    ) -> Attempt<T> {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        // Only the first bytes of an error body are read, for the excerpt.
+        let mut head = Vec::new();
+        while head.len() < 4 * EXCERPT_CHARS {
+            match resp.chunk().await {
+                Ok(Some(c)) => head.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+        let error = Error::Upstream {
+            status,
+            url: redact(url),
+            attempts: attempt,
+            excerpt: excerpt(&head, &self.secrets),
+        };
+        if status == 429 || (500..=599).contains(&status) {
+            Attempt::Retry { error, retry_after }
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+
     /// One attempt at one page: streams the body through the scanner, sending entries as
     /// they complete. Returns the body size and the next-page link, if any.
     async fn read_page(
@@ -251,30 +286,7 @@ impl HttpSource {
         };
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, Utc::now()));
-            // Only the first bytes of an error body are read, for the excerpt.
-            let mut head = Vec::new();
-            while head.len() < 4 * EXCERPT_CHARS {
-                match resp.chunk().await {
-                    Ok(Some(c)) => head.extend_from_slice(&c),
-                    _ => break,
-                }
-            }
-            let error = Error::Upstream {
-                status,
-                url: redact(url),
-                attempts: attempt,
-                excerpt: excerpt(&head, &self.secrets),
-            };
-            return if status == 429 || (500..=599).contains(&status) {
-                Attempt::Retry { error, retry_after }
-            } else {
-                Attempt::Fail(error)
-            };
+            return self.failed_status(resp, url, attempt).await;
         }
         let link = link_next(resp.headers());
         // The next page named by the header is requested now, while this body streams in,
