@@ -299,14 +299,7 @@ async fn half_a_lease_reads_as_no_lease(kind: Kind) {
         json!({"version": 3, "last_timestamp": "2024-01-15T09:00:00Z", "lease_owner": "ghost"}),
     )
     .await;
-    let s = env
-        .run_with(
-            &source(&api.url("/x")),
-            &env.settings(),
-            &RunRequest::scheduled(),
-        )
-        .await
-        .unwrap();
+    let s = env.scheduled(&source(&api.url("/x"))).await;
     assert_eq!(s.status, Status::Completed, "{s:?}");
     assert_eq!(s.records_written, 1);
     assert_eq!(
@@ -316,14 +309,7 @@ async fn half_a_lease_reads_as_no_lease(kind: Kind) {
     // And the reverse half.
     env.put_raw_state(json!({"version": 4, "lease_expires_at": "2099-01-01T00:00:00.000Z"}))
         .await;
-    let s = env
-        .run_with(
-            &source(&api.url("/x")),
-            &env.settings(),
-            &RunRequest::scheduled(),
-        )
-        .await
-        .unwrap();
+    let s = env.scheduled(&source(&api.url("/x"))).await;
     assert_eq!(s.status, Status::Completed, "{s:?}");
 }
 

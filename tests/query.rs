@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use common::fixture::{Paging, shared_records_api, user};
 use common::{Env, Kind, peers, source};
-use replay_sync::RunRequest;
 use serde_json::Value;
 
 fn readme_query() -> String {
@@ -68,10 +67,7 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
     ]));
     let api = shared_records_api(records.clone(), Paging::None);
     let src = source(&api.url("/x"));
-    let first = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let first = env.scheduled(&src).await;
     assert_eq!(first.records_written, 3);
 
     // "a" changes; "d" appears late on the replica, stamped before the cursor.
@@ -82,10 +78,7 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
         r[0]["name"] = "renamed".into();
         r.push(user("d", "2024-01-15T10:45:00Z"));
     }
-    let second = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let second = env.scheduled(&src).await;
     assert_eq!(second.records_fetched, 4, "the buffer re-reads b and c");
     assert_eq!(
         second.records_written, 2,
@@ -135,14 +128,7 @@ async fn hostile_records_leave_the_lake_readable() {
     ]}"#;
     let api =
         common::fixture::FixtureApi::start(move |_, _| common::fixture::Response::raw(200, body));
-    let s = env
-        .run_with(
-            &source(&api.url("/x")),
-            &env.settings(),
-            &RunRequest::scheduled(),
-        )
-        .await
-        .unwrap();
+    let s = env.scheduled(&source(&api.url("/x"))).await;
     assert_eq!((s.records_written, s.records_rejected), (2, 3), "{s:?}");
 
     let common::Lake::Dir(root) = &env.lake else {

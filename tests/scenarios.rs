@@ -64,10 +64,7 @@ async fn full_sync_lands_every_playground_user(kind: Kind) {
     assert!(!users.is_empty(), "the playground serves users");
     let src = source(&format!("{}/incremental/timestamp", api.url()));
 
-    let s = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let s = env.scheduled(&src).await;
 
     assert_eq!(s.status, Status::Completed);
     assert_eq!(s.since, None, "first run is a full sync");
@@ -163,16 +160,10 @@ async fn second_run_sends_the_buffered_since(kind: Kind) {
     let api = peers::playground();
     let users = peers::playground_users(api);
     let src = source(&format!("{}/incremental/timestamp", api.url()));
-    let first = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let first = env.scheduled(&src).await;
     let cursor = env.state().await.cursor.unwrap();
 
-    let second = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let second = env.scheduled(&src).await;
 
     let since = cursor - TimeDelta::hours(2);
     assert_eq!(
@@ -204,10 +195,7 @@ async fn since_on_the_wire_is_the_seed_example(kind: Kind) {
     let api = fixture::records_api(vec![user("a", "2024-01-15T09:00:00Z")], Paging::None);
     let src = source(&api.url("/incremental/timestamp"));
 
-    let fresh = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let fresh = env.scheduled(&src).await;
     assert_eq!(
         api.requests()[0].param("since"),
         None,
@@ -489,9 +477,7 @@ async fn override_replays_without_moving_the_cursor_back(kind: Kind) {
         Paging::None,
     );
     let src = source(&api.url("/x"));
-    env.run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    env.scheduled(&src).await;
     assert_eq!(env.state().await.cursor, Some(ts("2024-01-20T00:00:00Z")));
 
     let req = RunRequest {
@@ -544,10 +530,7 @@ async fn bad_records_are_rejected_not_dropped(kind: Kind) {
     let api = fixture::records_api(records, Paging::None);
     let src = source(&api.url("/x"));
 
-    let s = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let s = env.scheduled(&src).await;
 
     assert_eq!(s.status, Status::Completed);
     assert_eq!(s.records_fetched, 6);
@@ -597,10 +580,7 @@ async fn future_records_are_written_but_the_cursor_is_clamped(kind: Kind) {
     let src = source(&api.url("/x"));
     let before = Utc::now();
 
-    let s = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let s = env.scheduled(&src).await;
 
     assert_eq!(s.records_written, 2, "the future row is still written");
     let cursor = env.state().await.cursor.unwrap();
@@ -815,10 +795,7 @@ async fn nothing_fetched_leaves_the_cursor(kind: Kind) {
     let api = fixture::records_api(vec![user("old", "2024-01-01T00:00:00Z")], Paging::None);
     let src = source(&api.url("/x"));
 
-    let s = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let s = env.scheduled(&src).await;
 
     assert_eq!(s.records_fetched, 0);
     assert!(s.objects.is_empty());
@@ -896,10 +873,7 @@ async fn stale_replica_versions_are_counted_not_written(kind: Kind) {
     let records = std::sync::Arc::new(std::sync::Mutex::new(vec![newer]));
     let api = fixture::shared_records_api(records.clone(), Paging::None);
     let src = source(&api.url("/x"));
-    let first = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let first = env.scheduled(&src).await;
     assert_eq!(first.records_written, 1);
 
     // Another replica, further behind, answers next: it still has a's older version.
@@ -907,10 +881,7 @@ async fn stale_replica_versions_are_counted_not_written(kind: Kind) {
         user("a", "2024-01-15T09:00:00Z"),
         user("b", "2024-01-15T09:30:00Z"),
     ];
-    let s = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let s = env.scheduled(&src).await;
     assert_eq!(s.records_fetched, 2);
     assert_eq!(s.records_stale, 1, "a's old version is stale");
     assert_eq!(s.records_written, 1, "only b is written");
@@ -1042,10 +1013,7 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
     ]));
     let api = fixture::shared_records_api(records.clone(), Paging::None);
     let src = source(&api.url("/x"));
-    let first = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let first = env.scheduled(&src).await;
     assert_eq!(first.records_written, 2);
     let set = env.state().await.fingerprints.expect("a fingerprint set");
     let fingerprint_objects = |keys: Vec<String>| {
@@ -1057,10 +1025,7 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
 
     // Twice nothing new: no new set, the state keeps naming the first.
     for _ in 0..2 {
-        let quiet = env
-            .run_with(&src, &env.settings(), &RunRequest::scheduled())
-            .await
-            .unwrap();
+        let quiet = env.scheduled(&src).await;
         assert_eq!(quiet.status, Status::Completed);
         assert_eq!((quiet.records_fetched, quiet.records_skipped), (2, 2));
         assert_eq!(quiet.records_written, 0);
@@ -1073,17 +1038,11 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
 
     // A change: a new set, named by the state, and the next run skips the changed row.
     records.lock().unwrap()[0] = user("a", "2024-01-15T11:00:00Z");
-    let changed = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let changed = env.scheduled(&src).await;
     assert_eq!(changed.records_written, 1);
     let newer = env.state().await.fingerprints.unwrap();
     assert_ne!(newer, set);
     assert_eq!(fingerprint_objects(env.keys().await), 2);
-    let after = env
-        .run_with(&src, &env.settings(), &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let after = env.scheduled(&src).await;
     assert_eq!((after.records_written, after.records_skipped), (0, 2));
 }

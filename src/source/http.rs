@@ -199,6 +199,18 @@ impl HttpSource {
         req
     }
 
+    /// Requests the next page that the `Link` header of the page at `url` names now, while
+    /// this body streams in, so that the API's latency overlaps the work — only a link that
+    /// would be followed; if the body names another next page, this request is dropped.
+    fn request_early(&self, url: &Url, link: &str, visited: &HashSet<Url>, prefetch: &Prefetch) {
+        if let Ok(next) = next_page(url, link, &url.origin(), visited)
+            && next != *url
+        {
+            let early = self.request(&next).send();
+            prefetch.put(next, tokio::spawn(early));
+        }
+    }
+
     /// An answer that is not a success: retried (429, 5xx, honouring `Retry-After`) or
     /// failed at once (other statuses), with a short, scrubbed excerpt of the body.
     async fn failed_status<T>(
@@ -289,15 +301,8 @@ impl HttpSource {
             return self.failed_status(resp, url, attempt).await;
         }
         let link = link_next(resp.headers());
-        // The next page named by the header is requested now, while this body streams in,
-        // so that the API's latency overlaps the work (only a link that would be followed;
-        // if the body names another next page, this request is dropped).
-        if let Some(n) = &link
-            && let Ok(next) = next_page(url, n, &url.origin(), visited)
-            && next != *url
-        {
-            let early = self.request(&next).send();
-            prefetch.put(next, tokio::spawn(early));
+        if let Some(n) = &link {
+            self.request_early(url, n, visited, prefetch);
         }
         let mut scanner =
             PageScanner::new(&self.api.records_field, self.api.next_page_field.as_deref())

@@ -401,29 +401,11 @@ impl PageScanner {
                     };
                 }
                 _ if is_ws(b) => {}
-                State::Start => match b {
-                    b'{' => self.state = State::KeyOrEnd { first: true },
-                    b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
-                        return Err(format!(
-                            "the body is not a JSON object (it starts with {:?})",
-                            b as char
-                        ));
-                    }
-                    _ => return Err(self.unexpected(b, i)),
-                },
-                State::KeyOrEnd { first } => match b {
-                    b'"' => {
-                        self.buf.clear();
-                        self.buf.push(b);
-                        self.state = State::Key { escaped: false };
-                    }
-                    b'}' if first => self.state = State::Done,
-                    _ => return Err(self.unexpected(b, i)),
-                },
-                State::Colon => match b {
-                    b':' => self.state = State::Value,
-                    _ => return Err(self.unexpected(b, i)),
-                },
+                State::Start
+                | State::KeyOrEnd { .. }
+                | State::Colon
+                | State::AfterValue
+                | State::Done => self.top_level(b, i)?,
                 State::Value => {
                     if self.target == Target::Records {
                         if b != b'[' {
@@ -473,21 +455,54 @@ impl PageScanner {
                     b']' => self.array_done(),
                     _ => return Err(self.unexpected(b, i)),
                 },
-                State::AfterValue => match b {
-                    b',' => self.state = State::KeyOrEnd { first: false },
-                    b'}' => self.state = State::Done,
-                    _ => return Err(self.unexpected(b, i)),
-                },
-                State::Done => {
-                    return Err(format!(
-                        "the body is not valid JSON (data after the end, at byte {})",
-                        self.offset + i
-                    ));
-                }
             }
             i += 1;
         }
         self.offset += chunk.len();
+        Ok(())
+    }
+
+    /// One byte of the page's own structure outside the records array and the values (the
+    /// braces, the colons and commas between its fields): the next state, or why the body
+    /// is not what it must be. Not the hot path: a page has a handful of these.
+    fn top_level(&mut self, b: u8, i: usize) -> Result<(), String> {
+        match self.state {
+            State::Start => match b {
+                b'{' => self.state = State::KeyOrEnd { first: true },
+                b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                    return Err(format!(
+                        "the body is not a JSON object (it starts with {:?})",
+                        b as char
+                    ));
+                }
+                _ => return Err(self.unexpected(b, i)),
+            },
+            State::KeyOrEnd { first } => match b {
+                b'"' => {
+                    self.buf.clear();
+                    self.buf.push(b);
+                    self.state = State::Key { escaped: false };
+                }
+                b'}' if first => self.state = State::Done,
+                _ => return Err(self.unexpected(b, i)),
+            },
+            State::Colon => match b {
+                b':' => self.state = State::Value,
+                _ => return Err(self.unexpected(b, i)),
+            },
+            State::AfterValue => match b {
+                b',' => self.state = State::KeyOrEnd { first: false },
+                b'}' => self.state = State::Done,
+                _ => return Err(self.unexpected(b, i)),
+            },
+            State::Done => {
+                return Err(format!(
+                    "the body is not valid JSON (data after the end, at byte {})",
+                    self.offset + i
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 

@@ -96,6 +96,26 @@ impl Invocation {
     }
 }
 
+/// One run's plan as the phases see it: the request, the invocation, the state it started
+/// from, the window, and the run id that names its objects.
+struct Job<'r> {
+    req: &'r RunRequest,
+    inv: &'r Invocation,
+    stored: &'r SyncState,
+    /// The window start (`None`: a full sync).
+    since: Option<DateTime<Utc>>,
+    /// The planning run's start: bounds the cursor, stamps `_synced_at`.
+    started_at: DateTime<Utc>,
+    run_id: String,
+}
+
+impl Job<'_> {
+    /// The cursor the run started from: the stored one, or the override.
+    fn previous(&self) -> Option<DateTime<Utc>> {
+        self.req.state_override.or(self.stored.cursor)
+    }
+}
+
 /// What the fetch phase leaves for the report and the commit: the durable objects, the
 /// fingerprints, and the counts.
 struct Fetched<Si: Sink + Clone + 'static> {
@@ -296,8 +316,16 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             "run planned"
         );
 
-        let mut fetched = self.fetch(req, inv, stored, plan, &run_id).await?;
-        let (mut summary, new_cursor) = self.report(req, stored, plan, &run_id, &fetched);
+        let job = Job {
+            req,
+            inv,
+            stored,
+            since,
+            started_at: plan.until,
+            run_id,
+        };
+        let mut fetched = self.fetch(&job).await?;
+        let (mut summary, new_cursor) = self.report(&job, &fetched);
 
         if req.dry_run {
             summary.status = Status::DryRun;
@@ -306,33 +334,17 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             return Ok(summary);
         }
 
-        self.commit(
-            req,
-            inv,
-            stored,
-            plan,
-            &run_id,
-            &mut fetched,
-            new_cursor,
-            summary,
-            clock,
-        )
-        .await
+        self.commit(&job, &mut fetched, new_cursor, summary, clock)
+            .await
     }
 
     /// The fetch phase: pages → records → batches → objects, until the window is read or the
     /// deadline is near. Returns what is durable and the counts; checkpoints nothing.
-    async fn fetch(
-        &self,
-        req: &RunRequest,
-        inv: &Invocation,
-        stored: &SyncState,
-        plan: &Plan,
-        run_id: &str,
-    ) -> Result<Fetched<Si>> {
+    async fn fetch(&self, job: &Job<'_>) -> Result<Fetched<Si>> {
         let sync_id = &self.settings.sync_id;
-        let (since, started_at) = (plan.since, plan.until);
-        let run_id = run_id.to_string();
+        let (req, inv, stored) = (job.req, job.inv, job.stored);
+        let (since, started_at) = (job.since, job.started_at);
+        let run_id = job.run_id.clone();
         let limits = self.settings.batch;
         let mut batcher = Batcher::new(limits);
         let mut rejected: Vec<Rejected> = Vec::new();
@@ -439,18 +451,12 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     }
 
     /// The run summary of what was fetched, and the cursor a checkpoint would store.
-    fn report(
-        &self,
-        req: &RunRequest,
-        stored: &SyncState,
-        plan: &Plan,
-        run_id: &str,
-        f: &Fetched<Si>,
-    ) -> (RunSummary, Option<DateTime<Utc>>) {
+    fn report(&self, job: &Job<'_>, f: &Fetched<Si>) -> (RunSummary, Option<DateTime<Utc>>) {
         let sync_id = &self.settings.sync_id;
-        let previous = req.state_override.or(stored.cursor);
+        let (req, stored, run_id) = (job.req, job.stored, job.run_id.as_str());
+        let previous = job.previous();
         let buffer = req.buffer.unwrap_or(self.settings.buffer);
-        let (since, started_at) = (plan.since, plan.until);
+        let (since, started_at) = (job.since, job.started_at);
         let Fetched {
             written,
             fetched,
@@ -537,102 +543,40 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
 
     /// The commit phase: the fingerprint set, the manifest, then the fenced checkpoint — each
     /// durable before the next names it.
-    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
-        req: &RunRequest,
-        inv: &Invocation,
-        stored: &SyncState,
-        plan: &Plan,
-        run_id: &str,
+        job: &Job<'_>,
         f: &mut Fetched<Si>,
         new_cursor: Option<DateTime<Utc>>,
         mut summary: RunSummary,
         clock: Instant,
     ) -> Result<RunSummary> {
         let sync_id = &self.settings.sync_id;
-        let previous = req.state_override.or(stored.cursor);
-        let (since, started_at) = (plan.since, plan.until);
+        let (req, inv, stored) = (job.req, job.inv, job.stored);
         let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
-        let (unchanged, stale, stopped_early) = (f.unchanged, f.stale, f.stopped_early);
-        let (previous_coverage, loaded_hash) = (f.previous_coverage, f.loaded_hash);
-        let fps = &mut f.fps;
-        let written = &f.written;
-        // The fingerprints of what the lake now holds in the next run's window, durable before
-        // the checkpoint that names them.
-        fps.after_run(
-            previous_coverage,
-            since,
-            !stopped_early,
-            window::since(new_cursor, self.settings.buffer),
-            self.settings.fingerprint_max,
-        );
-        let fingerprints = if self.settings.fingerprint_max > 0 {
-            let encoded = fps.encode();
-            let same = loaded_hash == Some(xxhash_rust::xxh3::xxh3_128(&encoded));
-            match stored.fingerprints.clone().filter(|_| same) {
-                // Nothing changed (a quiet run): the set already stored says it all, and
-                // storage does not grow by a set per run.
-                Some(unchanged) => Some(unchanged),
-                None => Some(
-                    put_once(
-                        self.sink,
-                        &format!("{sync_id}/_fingerprints/{run_id}.bin"),
-                        encoded.into(),
-                        sink::BINARY,
-                    )
-                    .await?,
-                ),
-            }
-        } else {
-            None
-        };
+        let fingerprints = self.store_fingerprints(job, f, new_cursor).await?;
 
         // The data, rejected records and fingerprints are durable before the manifest that
         // lists them (one group commit on a file system; nothing to do on S3).
         self.sink.flush().await?;
-
-        let manifest = Manifest {
-            sync_id: sync_id.clone(),
-            run_id: run_id.to_string(),
-            window: ManifestWindow {
-                since: fmt(since),
-                until: window::format_ts(started_at),
-            },
-            starting_version: stored.version,
-            previous_cursor: fmt(previous),
-            new_cursor: fmt(new_cursor),
-            objects: written.objects.clone(),
-            rejected: written.rejected.clone(),
-            records_written: written.records,
-            records_rejected: written.rejected_records,
-            records_skipped: unchanged,
-            records_stale: stale,
-            fingerprints: fingerprints.clone(),
-            synced_at: written.synced_at.clone(),
-        };
-        let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        let manifest_key = put_once(
-            self.sink,
-            &format!("{sync_id}/_manifests/{run_id}.json"),
-            body.into(),
-            sink::JSON,
-        )
-        .await?;
+        let manifest_key = self
+            .write_manifest(job, f, new_cursor, fingerprints.clone())
+            .await?;
         self.sink.flush().await?;
         failpoint::reached("manifest").await;
+        let written = &f.written;
         summary.objects = written.objects.iter().map(|o| o.key.clone()).collect();
         summary.rejected_objects = written.rejected.iter().map(|o| o.key.clone()).collect();
         summary.manifest = Some(manifest_key);
 
         // A duplicate of a run that stopped early should go on with the work.
         let invocation =
-            (!stopped_early).then(|| req.event_id.as_deref().unwrap_or(&inv.request_id));
+            (!f.stopped_early).then(|| req.event_id.as_deref().unwrap_or(&inv.request_id));
         let commit = Commit {
             expected: stored.version,
             owner: &inv.request_id,
             cursor: new_cursor,
-            run_id,
+            run_id: &job.run_id,
             invocation,
             fingerprints: fingerprints.as_deref(),
         };
@@ -659,6 +603,74 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         }
         summary.duration_ms = clock.elapsed().as_millis() as u64;
         Ok(summary)
+    }
+
+    /// The fingerprints of what the lake now holds in the next run's window, durable before
+    /// the checkpoint that names them: the key of the set (the stored one when nothing
+    /// changed), or `None` with fingerprints off.
+    async fn store_fingerprints(
+        &self,
+        job: &Job<'_>,
+        f: &mut Fetched<Si>,
+        new_cursor: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>> {
+        f.fps.after_run(
+            f.previous_coverage,
+            job.since,
+            !f.stopped_early,
+            window::since(new_cursor, self.settings.buffer),
+            self.settings.fingerprint_max,
+        );
+        if self.settings.fingerprint_max == 0 {
+            return Ok(None);
+        }
+        let encoded = f.fps.encode();
+        let same = f.loaded_hash == Some(xxhash_rust::xxh3::xxh3_128(&encoded));
+        if let Some(unchanged) = job.stored.fingerprints.clone().filter(|_| same) {
+            // Nothing changed (a quiet run): the set already stored says it all, and storage
+            // does not grow by a set per run.
+            return Ok(Some(unchanged));
+        }
+        let key = format!("{}/_fingerprints/{}.bin", self.settings.sync_id, job.run_id);
+        Ok(Some(
+            put_once(self.sink, &key, encoded.into(), sink::BINARY).await?,
+        ))
+    }
+
+    /// The run's manifest (its window, starting version, cursors and every object it wrote)
+    /// under a write-once key; returns the key.
+    async fn write_manifest(
+        &self,
+        job: &Job<'_>,
+        f: &Fetched<Si>,
+        new_cursor: Option<DateTime<Utc>>,
+        fingerprints: Option<String>,
+    ) -> Result<String> {
+        let sync_id = &self.settings.sync_id;
+        let fmt = |c: Option<DateTime<Utc>>| c.map(window::format_ts);
+        let written = &f.written;
+        let manifest = Manifest {
+            sync_id: sync_id.clone(),
+            run_id: job.run_id.clone(),
+            window: ManifestWindow {
+                since: fmt(job.since),
+                until: window::format_ts(job.started_at),
+            },
+            starting_version: job.stored.version,
+            previous_cursor: fmt(job.previous()),
+            new_cursor: fmt(new_cursor),
+            objects: written.objects.clone(),
+            rejected: written.rejected.clone(),
+            records_written: written.records,
+            records_rejected: written.rejected_records,
+            records_skipped: f.unchanged,
+            records_stale: f.stale,
+            fingerprints,
+            synced_at: written.synced_at.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        let key = format!("{sync_id}/_manifests/{}.json", job.run_id);
+        put_once(self.sink, &key, body.into(), sink::JSON).await
     }
 }
 

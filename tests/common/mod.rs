@@ -221,6 +221,13 @@ impl Env {
         self.run_on(&self.state, source, settings, req).await
     }
 
+    /// A scheduled run with this backend's default settings, which must succeed.
+    pub async fn scheduled<S: replay_sync::source::Source>(&self, source: &S) -> RunSummary {
+        self.run_with(source, &self.settings(), &RunRequest::scheduled())
+            .await
+            .unwrap_or_else(|e| panic!("the scheduled run failed: {e}"))
+    }
+
     /// Runs the engine with another state store (a wrapper around this one).
     pub async fn run_on<St: StateStore, S: replay_sync::source::Source>(
         &self,
