@@ -196,10 +196,26 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !seen.insert(key.clone()) {
-                return Err(serde::de::Error::custom(DuplicateKey(key.into_owned())));
+        // Keys are borrowed from the text unless they hold an escape; a hash set only for
+        // objects too large to compare key by key.
+        let mut seen: Vec<Key<'de>> = Vec::new();
+        let mut large: Option<std::collections::HashSet<Key<'de>, foldhash::fast::RandomState>> =
+            None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let repeated = match &mut large {
+                Some(set) => !set.insert(key.clone()),
+                None => seen.contains(&key),
+            };
+            if repeated {
+                return Err(serde::de::Error::custom(DuplicateKey(
+                    key.as_str().to_string(),
+                )));
+            }
+            if large.is_none() {
+                seen.push(key);
+                if seen.len() > 32 {
+                    large = Some(seen.drain(..).collect());
+                }
             }
             map.next_value::<NoDuplicateKeys>()?;
         }
@@ -231,6 +247,56 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
     }
 }
 
+/// An object's key as [`NoDuplicateKeys`] compares it: borrowed from the text, or unescaped.
+#[derive(Clone)]
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+/// Keys compare as text, however they were read (`"k"` and `"\u006b"` are one key).
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl std::hash::Hash for Key<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(s))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(s.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The message of a duplicate found by [`NoDuplicateKeys`].
 struct DuplicateKey(String);
 
@@ -245,12 +311,32 @@ const DUPLICATE_MARK: &str = "duplicate key ";
 /// The key (as JSON text) that some object in the JSON `text` holds twice, if any; `None`
 /// also for text that is not valid JSON. No output line may hold one (DuckDB refuses it).
 pub fn duplicate_key(text: &str) -> Option<String> {
-    let e = serde_json::from_str::<NoDuplicateKeys>(text).err()?;
+    check_keys(text).ok().flatten()
+}
+
+/// One pass over the JSON `text`: `Err` if it is not valid JSON, else the key (as JSON text)
+/// that some object holds twice, if any.
+fn check_keys(text: &str) -> Result<Option<String>, serde_json::Error> {
+    let Err(e) = serde_json::from_str::<NoDuplicateKeys>(text) else {
+        return Ok(None);
+    };
     let msg = e.to_string();
-    let key = msg.strip_prefix(DUPLICATE_MARK)?;
-    // serde_json appends " at line L column C".
-    let key = key.rsplit_once(" at line ").map_or(key, |(k, _)| k);
-    Some(key.to_string())
+    match msg.strip_prefix(DUPLICATE_MARK) {
+        // serde_json appends " at line L column C".
+        Some(key) if e.is_data() => {
+            // The pass stopped at the duplicate: the rest must still be valid JSON, or the
+            // page is malformed.
+            serde_json::from_str::<IgnoredAny>(text)?;
+            Ok(Some(
+                key.rsplit_once(" at line ")
+                    .map_or(key, |(k, _)| k)
+                    .to_string(),
+            ))
+        }
+        // Not a duplicate: invalid JSON — or valid JSON that this pass cannot read (a number
+        // beyond f64, such as 1e400), which the grammar-only pass then accepts.
+        _ => serde_json::from_str::<IgnoredAny>(text).map(|_| None),
+    }
 }
 
 /// Validates one element of the records array, given as its JSON text. `Err` means the
@@ -343,10 +429,9 @@ fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde
             form,
         }))
     };
-    // Valid JSON, or the page is malformed.
-    serde_json::from_str::<IgnoredAny>(text)?;
-    // A key twice would make the output line unreadable (DuckDB refuses the whole glob).
-    if let Some(key) = duplicate_key(text) {
+    // Valid JSON (or the page is malformed), and no key twice: one pass. A key twice would
+    // make the output line unreadable (DuckDB refuses the whole glob).
+    if let Some(key) = check_keys(text)? {
         return reject(
             format!(
                 "the record holds the key {key} twice (a JSON Lines line may not; the record is kept as text in record_text)"
@@ -600,6 +685,18 @@ mod tests {
             reason(r#"{"data":[{"id":"a","id":"b","updatedAt":"2024-01-15T10:30:00Z"}]}"#)
                 .contains("holds the key \"id\" twice")
         );
+    }
+
+    #[test]
+    fn the_slow_path_keeps_valid_json_it_cannot_read_as_numbers() {
+        // Multi-line: the slow path. 1e400 is valid JSON beyond f64.
+        let p = page("{\"data\":[{\n\"id\": \"a\",\n\"n\": 1e400,\n\"updatedAt\": \"2024-01-15T10:30:00Z\"}]}")
+            .unwrap();
+        let Entry::Valid(r) = &p.entries[0] else {
+            panic!("{:?}", p.entries[0])
+        };
+        assert!(r.json().contains("1e400"));
+        assert!(page("{\"data\":[{\n\"id\": \"a\",\n\"n\": 1e400,,\n}]}").is_err());
     }
 
     #[test]
