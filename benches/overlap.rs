@@ -144,8 +144,8 @@ async fn steady_state(rows: usize, fingerprint_max: usize) -> Tally {
             .expect("run");
         if k >= WARMUP {
             tally.time += clock.elapsed();
-            tally.written += s.records_written;
-            tally.fetched += s.records_fetched;
+            tally.written += s.counts.records_written;
+            tally.fetched += s.counts.records_fetched;
             tally.changed += changes as u64;
         }
     }

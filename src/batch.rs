@@ -117,15 +117,6 @@ impl Batcher {
     }
 }
 
-/// Encodes a batch as JSON Lines, each line carrying `_synced_at`.
-pub fn encode(records: &[Record], synced_at: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.iter().map(Record::line_len).sum());
-    for r in records {
-        r.write_line(&mut out, synced_at);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +260,12 @@ mod tests {
         batches.extend(b.take());
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
         for batch in &batches {
-            assert!(encode(batch, "2024-01-16T00:00:00.000Z").len() <= one * 2);
+            assert!(
+                crate::format::Format::Jsonl
+                    .records(batch, "2024-01-16T00:00:00.000Z")
+                    .len()
+                    <= one * 2
+            );
         }
     }
 

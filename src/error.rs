@@ -48,13 +48,28 @@ pub enum Error {
     RetryBudget { seconds_left: u64, last: Box<Error> },
 
     /// The state store (DynamoDB or file) failed for a reason other than a lost race.
+    /// `cause` is how the adapter classified it; `source` is the failure it reported.
     #[error("state store: {message}")]
-    State { message: String },
+    State {
+        message: String,
+        cause: Option<Cause>,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// Writing an object to the output (S3 or directory) failed.
     #[error("output: writing {key}: {message}")]
-    Sink { key: String, message: String },
+    Sink {
+        key: String,
+        message: String,
+        cause: Option<Cause>,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
+
+/// The failure an adapter reported, kept as the [`std::error::Error::source`] of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
     /// A stable, machine-readable name for the failure, used as the Lambda `errorType`.
@@ -117,12 +132,25 @@ impl Error {
                 seconds_left,
                 last: Box::new(last.scrubbed(secrets)),
             },
-            Error::State { message } => Error::State {
+            Error::State {
+                message,
+                cause,
+                source,
+            } => Error::State {
                 message: s(message),
+                cause,
+                source,
             },
-            Error::Sink { key, message } => Error::Sink {
+            Error::Sink {
+                key,
+                message,
+                cause,
+                source,
+            } => Error::Sink {
                 key,
                 message: s(message),
+                cause,
+                source,
             },
         }
     }
@@ -141,24 +169,50 @@ impl Error {
         }
     }
 
-    pub(crate) fn state(message: impl Into<String>) -> Self {
+    /// A state store failure with nothing underneath.
+    pub fn state(message: impl Into<String>) -> Self {
         Error::State {
             message: message.into(),
+            cause: None,
+            source: None,
         }
     }
 
-    pub(crate) fn sink(key: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An output failure with nothing underneath.
+    pub fn sink(key: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Sink {
             key: key.into(),
             message: message.into(),
+            cause: None,
+            source: None,
+        }
+    }
+
+    /// This (state or output) error was classified as `cause` where the SDK answered, and
+    /// `source` is what the SDK reported.
+    pub(crate) fn caused(mut self, by: Cause, error: impl Into<BoxError>) -> Self {
+        if let Error::State { cause, source, .. } | Error::Sink { cause, source, .. } = &mut self {
+            *cause = Some(by);
+            *source = Some(error.into());
+        }
+        self
+    }
+
+    /// How the adapter classified the failure (throttled, missing, access denied, …).
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            Error::State { cause, .. } | Error::Sink { cause, .. } => *cause,
+            Error::RetryBudget { last, .. } => last.cause(),
+            _ => None,
         }
     }
 }
 
-/// What an AWS call's failure means for the operator, decided where the SDK is called (from
-/// the error code, or the kind of transport failure), so that the message says what to fix.
+/// What a state or output failure means for the operator, decided where the SDK (or the file
+/// system) answered — from the error code, or the kind of failure — so that the message says
+/// what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AwsCause {
+pub enum Cause {
     /// The table or bucket does not exist (or not in this region).
     Missing,
     /// The credentials may not do this.
@@ -170,12 +224,12 @@ pub enum AwsCause {
     Other,
 }
 
-impl AwsCause {
+impl Cause {
     /// Classifies an error code (`ResourceNotFoundException`, `NoSuchBucket`, …); `dispatch`:
     /// the request never got an answer.
     pub fn of(code: Option<&str>, dispatch: bool) -> Self {
         match code {
-            Some("ResourceNotFoundException" | "NoSuchBucket") => AwsCause::Missing,
+            Some("ResourceNotFoundException" | "NoSuchBucket") => Cause::Missing,
             Some(
                 "AccessDeniedException"
                 | "AccessDenied"
@@ -186,7 +240,7 @@ impl AwsCause {
                 | "ExpiredTokenException"
                 | "InvalidClientTokenId"
                 | "AllAccessDisabled",
-            ) => AwsCause::AccessDenied,
+            ) => Cause::AccessDenied,
             Some(
                 "ThrottlingException"
                 | "ProvisionedThroughputExceededException"
@@ -194,9 +248,20 @@ impl AwsCause {
                 | "SlowDown"
                 | "Throttling"
                 | "TooManyRequestsException",
-            ) => AwsCause::Throttled,
-            _ if dispatch => AwsCause::Unreachable,
-            _ => AwsCause::Other,
+            ) => Cause::Throttled,
+            _ if dispatch => Cause::Unreachable,
+            _ => Cause::Other,
+        }
+    }
+
+    /// Classifies a file system failure.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Cause::Missing,
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                Cause::AccessDenied
+            }
+            _ => Cause::Other,
         }
     }
 
@@ -204,19 +269,19 @@ impl AwsCause {
     /// (`STATE_STORE`, `OUTPUT`) and needing `permissions`.
     pub fn hint(self, var: &str, permissions: &str) -> Option<String> {
         match self {
-            AwsCause::Missing => Some(format!(
+            Cause::Missing => Some(format!(
                 "it does not exist (or not in this region): create it, or fix {var}"
             )),
-            AwsCause::AccessDenied => {
+            Cause::AccessDenied => {
                 Some(format!("access denied: the credentials need {permissions}"))
             }
-            AwsCause::Throttled => Some(
+            Cause::Throttled => Some(
                 "throttled: the call failed after the SDK's retries; the next run retries".into(),
             ),
-            AwsCause::Unreachable => Some(
+            Cause::Unreachable => Some(
                 "the service was not reached (network, endpoint, VPC routes or timeout)".into(),
             ),
-            AwsCause::Other => None,
+            Cause::Other => None,
         }
     }
 }
@@ -230,23 +295,23 @@ mod tests {
     #[test]
     fn aws_failures_are_classified_by_code() {
         assert_eq!(
-            AwsCause::of(Some("ResourceNotFoundException"), false),
-            AwsCause::Missing
+            Cause::of(Some("ResourceNotFoundException"), false),
+            Cause::Missing
         );
-        assert_eq!(AwsCause::of(Some("NoSuchBucket"), false), AwsCause::Missing);
+        assert_eq!(Cause::of(Some("NoSuchBucket"), false), Cause::Missing);
         assert_eq!(
-            AwsCause::of(Some("AccessDeniedException"), false),
-            AwsCause::AccessDenied
+            Cause::of(Some("AccessDeniedException"), false),
+            Cause::AccessDenied
         );
         assert_eq!(
-            AwsCause::of(Some("ProvisionedThroughputExceededException"), false),
-            AwsCause::Throttled
+            Cause::of(Some("ProvisionedThroughputExceededException"), false),
+            Cause::Throttled
         );
-        assert_eq!(AwsCause::of(Some("SlowDown"), false), AwsCause::Throttled);
-        assert_eq!(AwsCause::of(None, true), AwsCause::Unreachable);
-        assert_eq!(AwsCause::of(Some("Weird"), false), AwsCause::Other);
-        let hint = AwsCause::Missing.hint("OUTPUT", "x").unwrap();
+        assert_eq!(Cause::of(Some("SlowDown"), false), Cause::Throttled);
+        assert_eq!(Cause::of(None, true), Cause::Unreachable);
+        assert_eq!(Cause::of(Some("Weird"), false), Cause::Other);
+        let hint = Cause::Missing.hint("OUTPUT", "x").unwrap();
         assert!(hint.contains("fix OUTPUT"), "{hint}");
-        assert!(AwsCause::Other.hint("OUTPUT", "x").is_none());
+        assert!(Cause::Other.hint("OUTPUT", "x").is_none());
     }
 }

@@ -11,14 +11,16 @@
 //!
 //! The engine — [`config`], [`event`], [`window`], [`json`] (the one-pass fast path for
 //! records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
-//! [`sync`] — knows nothing of AWS, HTTP or Lambda: it talks
-//! to three ports.
+//! [`format`] (how a batch becomes bytes), [`sync`] (one module per phase: the run and its
+//! lease, plan, fetch, the objects in flight, commit, the summary) — knows nothing of AWS,
+//! HTTP or Lambda: it talks to three ports.
 //!
 //! * [`source`]: [`source::Source`]; the response parser ([`source::page`], records handed
 //!   out as their bytes arrive) and paging ([`source::paging`]), both pure; the HTTP
 //!   adapter (transport, retries);
 //! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;
-//! * [`sink`]: [`sink::Sink`], with S3 and directory adapters;
+//! * [`sink`]: [`sink::Sink`] and the write-once rule ([`sink::put_once`]), with S3 and
+//!   directory adapters;
 //! * [`app`]: wiring from [`config::Config`] to adapters, the Lambda edge, logging;
 //! * [`metrics`]: the summary as CloudWatch metrics (Embedded Metric Format);
 //! * [`cli`]: the local `replay-sync invoke` mode;
@@ -34,6 +36,7 @@ pub mod error;
 pub mod event;
 mod failpoint;
 pub mod fingerprint;
+pub mod format;
 pub mod json;
 pub mod metrics;
 pub mod record;

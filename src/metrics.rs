@@ -16,19 +16,23 @@ pub fn values(s: &RunSummary) -> Vec<(&'static str, &'static str, f64)> {
     let buffer_s = s.buffer_hours * 3600.0;
     vec![
         ("Runs", "Count", 1.0),
-        ("RecordsFetched", "Count", s.records_fetched as f64),
-        ("RecordsWritten", "Count", s.records_written as f64),
-        ("RecordsSkipped", "Count", s.records_skipped as f64),
-        ("RecordsStale", "Count", s.records_stale as f64),
-        ("RecordsRejected", "Count", s.records_rejected as f64),
-        ("LateRecords", "Count", s.late_records as f64),
-        ("MaxLatenessSeconds", "Seconds", s.max_lateness_seconds),
+        ("RecordsFetched", "Count", s.counts.records_fetched as f64),
+        ("RecordsWritten", "Count", s.counts.records_written as f64),
+        ("RecordsSkipped", "Count", s.counts.records_skipped as f64),
+        ("RecordsStale", "Count", s.counts.records_stale as f64),
+        ("RecordsRejected", "Count", s.counts.records_rejected as f64),
+        ("LateRecords", "Count", s.counts.late_records as f64),
+        (
+            "MaxLatenessSeconds",
+            "Seconds",
+            s.counts.max_lateness_seconds,
+        ),
         // The fraction of the buffer the latest row used: the template alarms at 0.8.
         (
             "BufferUsed",
             "None",
             if buffer_s > 0.0 {
-                s.max_lateness_seconds / buffer_s
+                s.counts.max_lateness_seconds / buffer_s
             } else {
                 0.0
             },

@@ -7,7 +7,11 @@
 mod common;
 
 use common::{Env, Kind, ts};
-use replay_sync::sink::{self, JSONL, Put, Sink, put_once};
+use replay_sync::error::{Cause, Error};
+use replay_sync::format::JSONL;
+use replay_sync::sink::any::AnySink;
+use replay_sync::sink::{self, Put, Sink, put_once};
+use replay_sync::state::any::AnyState;
 use replay_sync::state::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 
 on_both_backends!(
@@ -17,6 +21,7 @@ on_both_backends!(
     state_store_release_only_by_the_owner_and_keeps_the_plan,
     sink_writes_each_key_once,
     sink_put_once_converges_and_never_overwrites,
+    adapters_classify_failures_and_keep_their_source,
 );
 
 fn lease(owner: &str) -> Lease {
@@ -197,4 +202,56 @@ async fn sink_put_once_converges_and_never_overwrites(kind: Kind) {
     assert_eq!(sink.get(&k3).await.unwrap().unwrap(), other.as_bytes());
     assert_eq!(sink.get(&k1).await.unwrap().unwrap(), first.as_bytes());
     sink.flush().await.unwrap();
+}
+
+/// A store that cannot be used fails with an error that says what to fix, classified where
+/// the SDK (or the file system) answered, with the adapter's own error as its `source`.
+async fn adapters_classify_failures_and_keep_their_source(kind: Kind) {
+    let env = Env::new(kind).await;
+    let (state, sink, expected) = match kind {
+        Kind::Aws => (
+            AnyState::DynamoDb(replay_sync::state::dynamodb::DynamoStateStore::new(
+                common::dynamodb_client(),
+                common::peers::unique("no-such-table"),
+            )),
+            AnySink::S3(replay_sync::sink::s3::S3Sink::new(
+                common::s3_client(),
+                common::peers::unique("no-such-bucket"),
+                "raw",
+            )),
+            Cause::Missing,
+        ),
+        Kind::File => {
+            // A regular file where the directories should be.
+            let common::Lake::Dir(root) = &env.lake else {
+                unreachable!()
+            };
+            let path = root.join("not-a-directory");
+            std::fs::create_dir_all(root).unwrap();
+            std::fs::write(&path, "").unwrap();
+            (
+                AnyState::File(replay_sync::state::file::FileStateStore::new(
+                    path.join("state.json"),
+                )),
+                AnySink::Dir(replay_sync::sink::dir::DirSink::new(path.join("out"))),
+                Cause::Other,
+            )
+        }
+    };
+    let check = |e: Error, what: &str| {
+        assert_eq!(e.cause(), Some(expected), "{what}: {e}");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "{what}: the adapter's error is kept: {e:?}"
+        );
+        if expected == Cause::Missing {
+            assert!(e.to_string().contains("does not exist"), "{what}: {e}");
+        }
+    };
+    check(state.load(&env.sync_id).await.unwrap_err(), "state load");
+    let key = sink.key("x/a.jsonl");
+    check(
+        sink.put_new(&key, "a\n".into(), JSONL).await.unwrap_err(),
+        "sink put",
+    );
 }

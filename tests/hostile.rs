@@ -301,7 +301,7 @@ async fn half_a_lease_reads_as_no_lease(kind: Kind) {
     .await;
     let s = env.scheduled(&source(&api.url("/x"))).await;
     assert_eq!(s.status, Status::Completed, "{s:?}");
-    assert_eq!(s.records_written, 1);
+    assert_eq!(s.counts.records_written, 1);
     assert_eq!(
         env.cursor_version().await,
         (Some(ts("2024-01-15T10:00:00Z")), 4)
@@ -349,7 +349,7 @@ async fn a_cursor_in_year_zero_sends_a_valid_since(kind: Kind) {
         api.requests()[0].param("since"),
         Some("0000-01-01T00:00:00Z")
     );
-    assert_eq!(s.records_written, 1);
+    assert_eq!(s.counts.records_written, 1);
 }
 
 /// Contract: a retried run from the same starting state rewrites the same keys. Put the state
@@ -371,7 +371,7 @@ async fn a_retry_from_a_restored_state_converges_on_the_same_keys(kind: Kind) {
         .run_with(&src, &settings, &RunRequest::scheduled())
         .await
         .unwrap();
-    assert_eq!(first.records_written, 7);
+    assert_eq!(first.counts.records_written, 7);
     let keys = env.keys().await;
     assert!(
         keys.len() >= 5,

@@ -143,19 +143,19 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
             "seed {seed} run {k}"
         );
         assert_eq!(
-            s.records_fetched,
-            s.records_written
-                + s.records_rejected
-                + s.records_deduplicated
-                + s.records_skipped
-                + s.records_stale,
+            s.counts.records_fetched,
+            s.counts.records_written
+                + s.counts.records_rejected
+                + s.counts.records_deduplicated
+                + s.counts.records_skipped
+                + s.counts.records_stale,
             "seed {seed} run {k}: every fetched record is accounted for"
         );
         absorb(&mut view, &env.lines(&s.objects).await);
-        out.late += s.late_records;
-        out.max_lateness = out.max_lateness.max(s.max_lateness_seconds);
-        out.written += s.records_written;
-        out.skipped += s.records_skipped;
+        out.late += s.counts.late_records;
+        out.max_lateness = out.max_lateness.max(s.counts.max_lateness_seconds);
+        out.written += s.counts.records_written;
+        out.skipped += s.counts.records_skipped;
         for (id, u) in sched.replica.visible(now) {
             seen_versions.insert(u.seq);
             let got = view.get(&id).map(|v| v.2);

@@ -68,7 +68,7 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
     let api = shared_records_api(records.clone(), Paging::None);
     let src = source(&api.url("/x"));
     let first = env.scheduled(&src).await;
-    assert_eq!(first.records_written, 3);
+    assert_eq!(first.counts.records_written, 3);
 
     // "a" changes; "d" appears late on the replica, stamped before the cursor.
     {
@@ -79,17 +79,24 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
         r.push(user("d", "2024-01-15T10:45:00Z"));
     }
     let second = env.scheduled(&src).await;
-    assert_eq!(second.records_fetched, 4, "the buffer re-reads b and c");
     assert_eq!(
-        second.records_written, 2,
+        second.counts.records_fetched, 4,
+        "the buffer re-reads b and c"
+    );
+    assert_eq!(
+        second.counts.records_written, 2,
         "a's change and late d are written; b and c are already in the lake"
     );
-    assert_eq!(second.records_skipped, 2);
+    assert_eq!(second.counts.records_skipped, 2);
     assert_eq!(
-        second.late_records, 1,
+        second.counts.late_records, 1,
         "d is stamped before the cursor: late"
     );
-    assert_eq!(second.max_lateness_seconds, 15.0 * 60.0, "11:00 − 10:45");
+    assert_eq!(
+        second.counts.max_lateness_seconds,
+        15.0 * 60.0,
+        "11:00 − 10:45"
+    );
 
     let common::Lake::Dir(root) = &env.lake else {
         unreachable!()
@@ -129,7 +136,11 @@ async fn hostile_records_leave_the_lake_readable() {
     let api =
         common::fixture::FixtureApi::start(move |_, _| common::fixture::Response::raw(200, body));
     let s = env.scheduled(&source(&api.url("/x"))).await;
-    assert_eq!((s.records_written, s.records_rejected), (2, 3), "{s:?}");
+    assert_eq!(
+        (s.counts.records_written, s.counts.records_rejected),
+        (2, 3),
+        "{s:?}"
+    );
 
     let common::Lake::Dir(root) = &env.lake else {
         unreachable!()

@@ -68,11 +68,11 @@ async fn full_sync_lands_every_playground_user(kind: Kind) {
 
     assert_eq!(s.status, Status::Completed);
     assert_eq!(s.since, None, "first run is a full sync");
-    assert_eq!(s.records_fetched, users.len() as u64);
-    assert_eq!(s.records_written, users.len() as u64);
-    assert_eq!(s.records_rejected, 0);
+    assert_eq!(s.counts.records_fetched, users.len() as u64);
+    assert_eq!(s.counts.records_written, users.len() as u64);
+    assert_eq!(s.counts.records_rejected, 0);
     assert_eq!(s.checkpoints, 1);
-    assert!(s.pages >= 1);
+    assert!(s.counts.pages >= 1);
 
     // Every user landed, losslessly: each line is the API record plus `_synced_at`.
     let lines = env.lines(&s.objects).await;
@@ -119,7 +119,7 @@ async fn full_sync_lands_every_playground_user(kind: Kind) {
         .iter()
         .map(|o| o["records"].as_u64().unwrap())
         .sum();
-    assert_eq!(listed, s.records_written);
+    assert_eq!(listed, s.counts.records_written);
     let listed_keys: Vec<&str> = m["objects"]
         .as_array()
         .unwrap()
@@ -177,14 +177,14 @@ async fn second_run_sends_the_buffered_since(kind: Kind) {
         expected > 0,
         "the buffer window re-reads at least the newest user"
     );
-    assert_eq!(second.records_fetched, expected);
+    assert_eq!(second.counts.records_fetched, expected);
     assert_eq!(
-        second.records_skipped, expected,
+        second.counts.records_skipped, expected,
         "nothing changed: the overlap is already in the lake"
     );
-    assert_eq!(second.records_written, 0);
-    assert_eq!(second.late_records, 0);
-    assert!(second.records_fetched < first.records_fetched);
+    assert_eq!(second.counts.records_written, 0);
+    assert_eq!(second.counts.late_records, 0);
+    assert!(second.counts.records_fetched < first.counts.records_fetched);
     // Nothing newer arrived: the cursor stays, the version moves on, the keys are new.
     assert_eq!(env.cursor_version().await, (Some(cursor), 2));
     assert!(second.objects.iter().all(|k| !first.objects.contains(k)));
@@ -201,7 +201,7 @@ async fn since_on_the_wire_is_the_seed_example(kind: Kind) {
         None,
         "no state: no since parameter"
     );
-    assert_eq!(fresh.records_written, 1);
+    assert_eq!(fresh.counts.records_written, 1);
 
     let req = RunRequest {
         state_override: Some(ts("2024-01-15T10:30:00Z")),
@@ -214,7 +214,7 @@ async fn since_on_the_wire_is_the_seed_example(kind: Kind) {
     );
     assert_eq!(s.since.as_deref(), Some("2024-01-15T08:30:00Z"));
     assert_eq!(s.previous_cursor.as_deref(), Some("2024-01-15T10:30:00Z"));
-    assert_eq!(s.records_written, 1);
+    assert_eq!(s.counts.records_written, 1);
 }
 
 /// A state store whose checkpoint is beaten by a competitor holding the same version.
@@ -302,7 +302,7 @@ async fn lost_checkpoint_race_is_a_conflict(kind: Kind) {
     );
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-01T00:00:00Z"));
     assert_eq!(
-        s.records_written, 1,
+        s.counts.records_written, 1,
         "objects written by the loser are harmless overlap"
     );
 }
@@ -451,7 +451,7 @@ async fn dry_run_writes_and_checkpoints_nothing(kind: Kind) {
     let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
 
     assert_eq!(s.status, Status::DryRun);
-    assert!(s.records_fetched > 0, "a dry run still fetches");
+    assert!(s.counts.records_fetched > 0, "a dry run still fetches");
     assert_eq!(s.checkpoints, 0);
     assert!(s.objects.is_empty() && s.manifest.is_none());
     assert!(
@@ -488,7 +488,10 @@ async fn override_replays_without_moving_the_cursor_back(kind: Kind) {
     let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
 
     assert_eq!(s.since.as_deref(), Some("2024-01-09T19:00:00Z"));
-    assert_eq!(s.records_written, 2, "the replay re-reads the old row too");
+    assert_eq!(
+        s.counts.records_written, 2,
+        "the replay re-reads the old row too"
+    );
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-20T00:00:00Z"));
     assert_eq!(
         env.cursor_version().await,
@@ -509,7 +512,7 @@ async fn rewind_moves_the_cursor_back(kind: Kind) {
     };
     let s = env.run_with(&src, &env.settings(), &req).await.unwrap();
 
-    assert_eq!(s.records_written, 1);
+    assert_eq!(s.counts.records_written, 1);
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-10T00:00:00Z"));
     assert_eq!(
         env.cursor_version().await,
@@ -533,9 +536,9 @@ async fn bad_records_are_rejected_not_dropped(kind: Kind) {
     let s = env.scheduled(&src).await;
 
     assert_eq!(s.status, Status::Completed);
-    assert_eq!(s.records_fetched, 6);
-    assert_eq!(s.records_written, 2);
-    assert_eq!(s.records_rejected, 4);
+    assert_eq!(s.counts.records_fetched, 6);
+    assert_eq!(s.counts.records_written, 2);
+    assert_eq!(s.counts.records_rejected, 4);
     assert_eq!(s.rejected_objects.len(), 1);
     assert!(s.rejected_objects[0].contains(&format!("{}/_rejected/", env.sync_id)));
     let rejected = env.lines(&s.rejected_objects).await;
@@ -582,7 +585,10 @@ async fn future_records_are_written_but_the_cursor_is_clamped(kind: Kind) {
 
     let s = env.scheduled(&src).await;
 
-    assert_eq!(s.records_written, 2, "the future row is still written");
+    assert_eq!(
+        s.counts.records_written, 2,
+        "the future row is still written"
+    );
     let cursor = env.state().await.cursor.unwrap();
     assert!(
         cursor <= Utc::now() && cursor >= before - TimeDelta::seconds(1),
@@ -620,9 +626,9 @@ async fn batches_are_bounded_and_deduplicated(kind: Kind) {
         .await
         .unwrap();
 
-    assert_eq!(s.records_fetched, 30);
-    assert_eq!(s.records_deduplicated, 5);
-    assert_eq!(s.records_written, 25);
+    assert_eq!(s.counts.records_fetched, 30);
+    assert_eq!(s.counts.records_deduplicated, 5);
+    assert_eq!(s.counts.records_written, 25);
     assert_eq!(s.objects.len(), 3);
     let mut all = Vec::new();
     for key in &s.objects {
@@ -710,9 +716,7 @@ async fn failed_checkpoint_then_retry_rewrites_the_same_keys(kind: Kind) {
                 Ok(())
             } else {
                 // What an adapter returns when the table is unavailable.
-                Err(Error::State {
-                    message: "injected: table unavailable".into(),
-                })
+                Err(Error::state("injected: table unavailable"))
             }
         },
     };
@@ -797,7 +801,7 @@ async fn nothing_fetched_leaves_the_cursor(kind: Kind) {
 
     let s = env.scheduled(&src).await;
 
-    assert_eq!(s.records_fetched, 0);
+    assert_eq!(s.counts.records_fetched, 0);
     assert!(s.objects.is_empty());
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T10:00:00Z"));
     assert_eq!(env.state().await.cursor, Some(ts("2024-01-15T10:00:00Z")));
@@ -839,7 +843,10 @@ async fn out_of_order_records_hold_the_cursor_when_stopping_early(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(s.status, Status::Partial, "{s:?}");
-    assert!(s.records_written > 0 && s.records_written < 300, "{s:?}");
+    assert!(
+        s.counts.records_written > 0 && s.counts.records_written < 300,
+        "{s:?}"
+    );
     assert!(
         s.reason.as_deref().unwrap_or("").contains("ascending"),
         "{s:?}"
@@ -853,13 +860,16 @@ async fn out_of_order_records_hold_the_cursor_when_stopping_early(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(s.status, Status::Completed);
-    assert_eq!(s.records_fetched, 300, "the window was read again, whole");
     assert_eq!(
-        s.records_written + s.records_skipped,
+        s.counts.records_fetched, 300,
+        "the window was read again, whole"
+    );
+    assert_eq!(
+        s.counts.records_written + s.counts.records_skipped,
         300,
         "what the partial run wrote is known, the rest is written: {s:?}"
     );
-    assert!(s.records_skipped > 0);
+    assert!(s.counts.records_skipped > 0);
     assert_eq!(
         env.cursor_version().await,
         (Some(ts("2024-01-15T04:59:00Z")), 2)
@@ -874,7 +884,7 @@ async fn stale_replica_versions_are_counted_not_written(kind: Kind) {
     let api = fixture::shared_records_api(records.clone(), Paging::None);
     let src = source(&api.url("/x"));
     let first = env.scheduled(&src).await;
-    assert_eq!(first.records_written, 1);
+    assert_eq!(first.counts.records_written, 1);
 
     // Another replica, further behind, answers next: it still has a's older version.
     *records.lock().unwrap() = vec![
@@ -882,17 +892,17 @@ async fn stale_replica_versions_are_counted_not_written(kind: Kind) {
         user("b", "2024-01-15T09:30:00Z"),
     ];
     let s = env.scheduled(&src).await;
-    assert_eq!(s.records_fetched, 2);
-    assert_eq!(s.records_stale, 1, "a's old version is stale");
-    assert_eq!(s.records_written, 1, "only b is written");
+    assert_eq!(s.counts.records_fetched, 2);
+    assert_eq!(s.counts.records_stale, 1, "a's old version is stale");
+    assert_eq!(s.counts.records_written, 1, "only b is written");
     let lines = env.lines(&s.objects).await;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["id"], "b");
     assert_eq!(
-        s.late_records, 1,
+        s.counts.late_records, 1,
         "b is stamped before the cursor and new: late"
     );
-    assert_eq!(s.max_lateness_seconds, 30.0 * 60.0);
+    assert_eq!(s.counts.max_lateness_seconds, 30.0 * 60.0);
     assert_eq!(
         env.cursor_version().await,
         (Some(ts("2024-01-15T10:00:00Z")), 2),
@@ -976,7 +986,10 @@ async fn objects_are_durable_before_the_manifest_and_the_checkpoint(kind: Kind) 
     .await
     .unwrap();
     assert_eq!(s.status, Status::Completed);
-    assert_eq!((s.records_written, s.records_rejected), (5, 1));
+    assert_eq!(
+        (s.counts.records_written, s.counts.records_rejected),
+        (5, 1)
+    );
     assert_eq!(s.objects.len(), 3);
 
     let journal = journal.lock().unwrap().clone();
@@ -1014,7 +1027,7 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
     let api = fixture::shared_records_api(records.clone(), Paging::None);
     let src = source(&api.url("/x"));
     let first = env.scheduled(&src).await;
-    assert_eq!(first.records_written, 2);
+    assert_eq!(first.counts.records_written, 2);
     let set = env.state().await.fingerprints.expect("a fingerprint set");
     let fingerprint_objects = |keys: Vec<String>| {
         keys.into_iter()
@@ -1027,8 +1040,11 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
     for _ in 0..2 {
         let quiet = env.scheduled(&src).await;
         assert_eq!(quiet.status, Status::Completed);
-        assert_eq!((quiet.records_fetched, quiet.records_skipped), (2, 2));
-        assert_eq!(quiet.records_written, 0);
+        assert_eq!(
+            (quiet.counts.records_fetched, quiet.counts.records_skipped),
+            (2, 2)
+        );
+        assert_eq!(quiet.counts.records_written, 0);
         assert_eq!(
             env.state().await.fingerprints.as_deref(),
             Some(set.as_str())
@@ -1039,10 +1055,13 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
     // A change: a new set, named by the state, and the next run skips the changed row.
     records.lock().unwrap()[0] = user("a", "2024-01-15T11:00:00Z");
     let changed = env.scheduled(&src).await;
-    assert_eq!(changed.records_written, 1);
+    assert_eq!(changed.counts.records_written, 1);
     let newer = env.state().await.fingerprints.unwrap();
     assert_ne!(newer, set);
     assert_eq!(fingerprint_objects(env.keys().await), 2);
     let after = env.scheduled(&src).await;
-    assert_eq!((after.records_written, after.records_skipped), (0, 2));
+    assert_eq!(
+        (after.counts.records_written, after.counts.records_skipped),
+        (0, 2)
+    );
 }

@@ -40,8 +40,8 @@ async fn playground_next_page_url_paging_lands_every_user() {
 
     let s = run(&env, &src).await.unwrap();
 
-    assert_eq!(s.records_written, users.len() as u64);
-    assert_eq!(s.pages, users.len().div_ceil(7) as u64);
+    assert_eq!(s.counts.records_written, users.len() as u64);
+    assert_eq!(s.counts.pages, users.len().div_ceil(7) as u64);
     let ids: std::collections::HashSet<String> = env
         .lines(&s.objects)
         .await
@@ -58,7 +58,7 @@ async fn playground_next_page_url_paging_lands_every_user() {
         .filter(|u| common::ts(u["updatedAt"].as_str().unwrap()) >= since)
         .count();
     assert!(expected > 0);
-    assert_eq!(second.records_fetched, expected as u64);
+    assert_eq!(second.counts.records_fetched, expected as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,8 +74,8 @@ async fn link_header_and_body_field_paging() {
         let env = Env::new(Kind::File).await;
         let api = fixture::records_api(records.clone(), paging);
         let s = run(&env, &paged(&api.url("/x"), "next")).await.unwrap();
-        assert_eq!(s.records_written, 10, "{paging:?}");
-        assert_eq!(s.pages, pages, "{paging:?}");
+        assert_eq!(s.counts.records_written, 10, "{paging:?}");
+        assert_eq!(s.counts.pages, pages, "{paging:?}");
         assert_eq!(api.requests().len() as u64, pages);
     }
 }
@@ -105,7 +105,7 @@ async fn the_body_next_field_wins_over_an_early_link_request() {
         .map(|l| l["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["a", "b", "c"], "the body's chain, then the header's");
-    assert_eq!(s.pages, 3);
+    assert_eq!(s.counts.pages, 3);
     let asked = |page: &str| {
         api.requests()
             .iter()
@@ -229,7 +229,7 @@ async fn transient_failures_are_retried_until_the_page_arrives() {
             3,
             "{name}: two failures, then the page"
         );
-        assert_eq!(s.records_written, 2, "{name}");
+        assert_eq!(s.counts.records_written, 2, "{name}");
         let lines = env.lines(&s.objects).await;
         assert_eq!(
             lines.len(),
@@ -576,8 +576,8 @@ async fn bad_inputs_get_a_clear_error_or_a_rejection_and_lose_nothing() {
             }
             Rejects(rejected, written) => {
                 let s = result.unwrap_or_else(|e| panic!("{name}: {e}"));
-                assert_eq!(s.records_rejected, rejected, "{name}");
-                assert_eq!(s.records_written, written, "{name}");
+                assert_eq!(s.counts.records_rejected, rejected, "{name}");
+                assert_eq!(s.counts.records_written, written, "{name}");
                 let lines = env.lines(&s.rejected_objects).await;
                 assert_eq!(
                     lines.len() as u64,

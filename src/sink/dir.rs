@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{Put, Sink};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::state::file::write_beside;
 
 #[derive(Debug, Clone)]
@@ -78,7 +78,10 @@ impl Sink for DirSink {
         })
         .await
         .map_err(|e| Error::sink(&key_owned, format!("write task failed: {e}")))?
-        .map_err(|e| Error::sink(&key_owned, format!("{} ({})", e, root.display())))?;
+        .map_err(|e| {
+            Error::sink(&key_owned, format!("{} ({})", e, root.display()))
+                .caused(Cause::of_io(&e), e)
+        })?;
         let (put, path) = placed;
         // Now that the object is in place: its directory and the ones above it, up to the
         // root's parent (any of them may have been created now), await `flush`.
@@ -137,7 +140,7 @@ impl Sink for DirSink {
         match tokio::fs::read(&path).await {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::sink(key, format!("reading: {e}"))),
+            Err(e) => Err(Error::sink(key, format!("reading: {e}")).caused(Cause::of_io(&e), e)),
         }
     }
 }
@@ -192,7 +195,7 @@ mod tests {
         let sink = DirSink::new(&out);
         let body = || bytes::Bytes::from_static(b"{}\n");
         assert!(pending(&sink).is_empty());
-        let put = sink.put_new("user/a.jsonl", body(), super::super::JSONL);
+        let put = sink.put_new("user/a.jsonl", body(), crate::format::JSONL);
         assert_eq!(put.await.unwrap(), Put::Created);
         // The object's directory, the new root, and the root's parent (which got `out`).
         assert_eq!(
@@ -204,7 +207,7 @@ mod tests {
         sink.flush().await.unwrap();
 
         // A directory that cannot be made durable fails the flush and is not forgotten.
-        let put = sink.put_new("gone/b.jsonl", body(), super::super::JSONL);
+        let put = sink.put_new("gone/b.jsonl", body(), crate::format::JSONL);
         assert_eq!(put.await.unwrap(), Put::Created);
         std::fs::remove_dir_all(out.join("gone")).unwrap();
         let err = sink.flush().await.unwrap_err().to_string();

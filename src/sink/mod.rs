@@ -1,18 +1,16 @@
-//! Where the JSON Lines objects, rejected records and manifests go.
+//! Where objects go: a store of bytes under keys, each with a content type (what the bytes
+//! are is [`crate::format`]'s business), and the write-once rule every object is written by.
 
 use std::future::Future;
 
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::format::same_content;
 
 pub mod any;
 pub mod dir;
 pub mod s3;
-
-pub const JSONL: &str = "application/x-ndjson";
-pub const JSON: &str = "application/json";
-pub const BINARY: &str = "application/octet-stream";
 
 /// An object store rooted at the configured output location.
 pub trait Sink: Send + Sync {
@@ -69,7 +67,7 @@ pub fn alternative(rel: &str, n: usize) -> String {
 /// Writes `body` under the planned key `rel` exactly once and returns the key that holds it.
 ///
 /// The key is claimed with a conditional write ([`Sink::put_new`]). If it is taken, the
-/// object there is read: the same content ([`same_content`]) means an earlier attempt of the
+/// object there is read: the same content ([`crate::format::same_content`]) means an earlier attempt of the
 /// same plan already wrote it — a retry converging, also when that attempt stamped another
 /// `_synced_at` — and the object there is kept; other content (an attempt that fetched a
 /// different state of the API) is left alone and the body goes to the next free alternative
@@ -104,57 +102,6 @@ pub async fn put_once<S: Sink + ?Sized>(
     ))
 }
 
-/// Whether an object holding `existing` already says what `body` says: the same bytes; for
-/// JSON Lines, the same lines but for each line's `_synced_at` (the stamp of the attempt
-/// that wrote it); for a JSON manifest, the same but for its `synced_at` and the window's
-/// `until` (the planning attempt's clock).
-pub fn same_content(content_type: &str, existing: &[u8], body: &[u8]) -> bool {
-    if existing == body {
-        return true;
-    }
-    match content_type {
-        JSONL => {
-            let (mut a, mut b) = (existing.split(|&c| c == b'\n'), body.split(|&c| c == b'\n'));
-            loop {
-                match (a.next(), b.next()) {
-                    (None, None) => return true,
-                    (Some(x), Some(y)) if without_synced_at(x) == without_synced_at(y) => {}
-                    _ => return false,
-                }
-            }
-        }
-        JSON => {
-            let parse = |b: &[u8]| {
-                serde_json::from_slice::<serde_json::Value>(b)
-                    .ok()
-                    .map(|mut v| {
-                        if let Some(o) = v.as_object_mut() {
-                            o.remove("synced_at");
-                            if let Some(w) = o.get_mut("window").and_then(|w| w.as_object_mut()) {
-                                w.remove("until");
-                            }
-                        }
-                        v
-                    })
-            };
-            matches!((parse(existing), parse(body)), (Some(x), Some(y)) if x == y)
-        }
-        _ => false,
-    }
-}
-
-/// A line without its closing `,"_synced_at":"…"}` (as every data and rejected line ends).
-fn without_synced_at(line: &[u8]) -> &[u8] {
-    const FIELD: &[u8] = b",\"_synced_at\":\"";
-    let Some(body) = line.strip_suffix(b"\"}") else {
-        return line;
-    };
-    match memchr::memmem::rfind(body, FIELD) {
-        Some(at) if !body[at + FIELD.len()..].contains(&b'"') => &line[..at],
-        _ => line,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,25 +115,5 @@ mod tests {
             "u/_manifests/r~1.json"
         );
         assert_eq!(alternative("a.b/noext", 1), "a.b/noext~1");
-    }
-
-    #[test]
-    fn the_same_records_stamped_at_another_time_are_the_same_content() {
-        let a = b"{\"id\":1,\"_synced_at\":\"2024-01-01T00:00:00.000Z\"}\n{\"id\":2,\"_synced_at\":\"2024-01-01T00:00:00.000Z\"}\n";
-        let b = b"{\"id\":1,\"_synced_at\":\"2025-06-01T00:00:00.000Z\"}\n{\"id\":2,\"_synced_at\":\"2025-06-01T00:00:00.000Z\"}\n";
-        assert!(same_content(JSONL, a, b));
-        let c = b"{\"id\":1,\"_synced_at\":\"2025-06-01T00:00:00.000Z\"}\n{\"id\":3,\"_synced_at\":\"2025-06-01T00:00:00.000Z\"}\n";
-        assert!(!same_content(JSONL, a, c), "another record");
-        let d = b"{\"id\":1,\"_synced_at\":\"2025-06-01T00:00:00.000Z\"}\n";
-        assert!(!same_content(JSONL, a, d), "fewer records");
-        assert!(
-            !same_content(BINARY, a, b),
-            "only JSON Lines ignore the stamp"
-        );
-        let m1 = br#"{"run_id":"r","window":{"since":null,"until":"2024-01-01T00:00:00Z"},"objects":[],"synced_at":"x"}"#;
-        let m2 = br#"{"run_id":"r","window":{"since":null,"until":"2024-02-01T00:00:00Z"},"objects":[],"synced_at":"y"}"#;
-        let m3 = br#"{"run_id":"r","window":{"since":null,"until":"2024-02-01T00:00:00Z"},"objects":[1],"synced_at":"y"}"#;
-        assert!(same_content(JSON, m1, m2));
-        assert!(!same_content(JSON, m1, m3));
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::{Put, Sink};
-use crate::error::{AwsCause, Error, Result};
+use crate::error::{Cause, Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct S3Sink {
@@ -66,7 +66,7 @@ impl Sink for S3Sink {
                 Some(409) if attempt < CONFLICT_ATTEMPTS => {
                     tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                 }
-                _ => return Err(self.failed(key, &e)),
+                _ => return Err(self.failed(key, e)),
             }
         }
     }
@@ -86,13 +86,12 @@ impl Sink for S3Sink {
         {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(self.failed(key, &e)),
+            Err(e) => return Err(self.failed(key, e)),
         };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::sink(format!("s3://{}/{key}", self.bucket), e.to_string()))?;
+        let body = out.body.collect().await.map_err(|e| {
+            Error::sink(format!("s3://{}/{key}", self.bucket), e.to_string())
+                .caused(Cause::Unreachable, e)
+        })?;
         Ok(Some(body.into_bytes().to_vec()))
     }
 }
@@ -104,15 +103,16 @@ const CONFLICT_ATTEMPTS: u64 = 5;
 impl S3Sink {
     /// The error of a failed call, classified here where the SDK answered: what to fix comes
     /// first, the SDK's own account after it.
-    fn failed<E, R>(&self, key: &str, e: &aws_sdk_s3::error::SdkError<E, R>) -> Error
+    fn failed<E, R>(&self, key: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> Error
     where
-        E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
+        E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         use aws_sdk_s3::error::SdkError;
         let dispatch = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
         let code = e.as_service_error().and_then(|s| s.code());
-        let hint = AwsCause::of(code, dispatch).hint(
+        let cause = Cause::of(code, dispatch);
+        let hint = cause.hint(
             "OUTPUT",
             "s3:PutObject and s3:GetObject on the output prefix",
         );
@@ -121,8 +121,9 @@ impl S3Sink {
             format!(
                 "{}{}",
                 hint.map(|h| format!("{h} — ")).unwrap_or_default(),
-                DisplayErrorContext(e)
+                DisplayErrorContext(&e)
             ),
         )
+        .caused(cause, e)
     }
 }

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use tracing::warn;
 
-use crate::error::{AwsCause, Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::window;
 
 #[derive(Debug, Clone)]
@@ -45,15 +45,16 @@ impl DynamoStateStore {
 
     /// The error of a failed call, classified here where the SDK answered: what to fix comes
     /// first, the SDK's own account after it.
-    fn failed<E, R>(&self, op: &str, e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+    fn failed<E, R>(&self, op: &str, e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
     where
-        E: std::error::Error + ProvideErrorMetadata + 'static,
-        R: std::fmt::Debug,
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         use aws_sdk_dynamodb::error::SdkError;
         let dispatch = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
         let code = e.as_service_error().and_then(|s| s.code());
-        let hint = AwsCause::of(code, dispatch).hint(
+        let cause = Cause::of(code, dispatch);
+        let hint = cause.hint(
             "STATE_STORE",
             "dynamodb:GetItem and dynamodb:UpdateItem on the table",
         );
@@ -61,8 +62,9 @@ impl DynamoStateStore {
             "{op} on table {} failed: {}{}",
             self.table,
             hint.map(|h| format!("{h} — ")).unwrap_or_default(),
-            DisplayErrorContext(e)
+            DisplayErrorContext(&e)
         ))
+        .caused(cause, e)
     }
 }
 
@@ -123,7 +125,7 @@ impl StateStore for DynamoStateStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.failed("GetItem", &e))?;
+            .map_err(|e| self.failed("GetItem", e))?;
         let Some(item) = out.item() else {
             return Ok(SyncState::default());
         };
@@ -238,7 +240,7 @@ impl StateStore for DynamoStateStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(self.failed("UpdateItem (lease)", &e)),
+            Err(e) => Err(self.failed("UpdateItem (lease)", e)),
         }
     }
 
@@ -295,7 +297,7 @@ impl StateStore for DynamoStateStore {
                 version: commit.expected + 1,
             }),
             Err(e) if is_condition_failure(&e) => Ok(Checkpoint::Conflict),
-            Err(e) => Err(self.failed("UpdateItem (checkpoint)", &e)),
+            Err(e) => Err(self.failed("UpdateItem (checkpoint)", e)),
         }
     }
 
@@ -316,7 +318,7 @@ impl StateStore for DynamoStateStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(self.failed("UpdateItem (release)", &e)),
+            Err(e) => Err(self.failed("UpdateItem (release)", e)),
         }
     }
 }

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::window;
 
 #[derive(Debug, Clone)]
@@ -67,7 +67,8 @@ impl FileStateStore {
                 ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Document::new()),
-            Err(e) => Err(Error::state(format!("reading {}: {e}", path.display()))),
+            Err(e) => Err(Error::state(format!("reading {}: {e}", path.display()))
+                .caused(Cause::of_io(&e), e)),
         }
     }
 
@@ -124,8 +125,9 @@ impl FileStateStore {
     /// Runs `change` on the sync id's item under the document's lock and writes the
     /// document back atomically if `change` returned `true`.
     fn update(path: &Path, sync_id: &str, change: impl FnOnce(&mut Item) -> bool) -> Result<bool> {
-        let io =
-            |what: &str, e: std::io::Error| Error::state(format!("{what} {}: {e}", path.display()));
+        let io = |what: &str, e: std::io::Error| {
+            Error::state(format!("{what} {}: {e}", path.display())).caused(Cause::of_io(&e), e)
+        };
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

@@ -46,6 +46,25 @@ pub struct RunSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planned_cursor: Option<String>,
     pub state_version: u64,
+    /// What the run fetched and what became of it (the manifest carries the same).
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Why nothing was done (`skipped`), or why the cursor was held back (`partial`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub objects: Vec<String>,
+    pub rejected_objects: Vec<String>,
+    pub manifest: Option<String>,
+    pub checkpoints: u64,
+    pub duration_ms: u64,
+}
+
+/// What a run (or a slice of one) fetched and what became of every record: shared, as one
+/// value, by the run summary and the manifest. Every record fetched is written, rejected,
+/// deduplicated, skipped or stale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Counts {
     pub records_fetched: u64,
     pub records_written: u64,
     pub records_rejected: u64,
@@ -60,16 +79,24 @@ pub struct RunSummary {
     pub late_records: u64,
     /// How far behind the previous cursor the most belated of them was stamped.
     pub max_lateness_seconds: f64,
-    /// Why nothing was done (`skipped`), or why the cursor was held back (`partial`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub objects: Vec<String>,
-    pub rejected_objects: Vec<String>,
-    pub manifest: Option<String>,
     pub pages: u64,
     pub bytes_fetched: u64,
-    pub checkpoints: u64,
-    pub duration_ms: u64,
+}
+
+impl Counts {
+    /// Adds `other` (another slice of the same run) to these counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.records_fetched += other.records_fetched;
+        self.records_written += other.records_written;
+        self.records_rejected += other.records_rejected;
+        self.records_deduplicated += other.records_deduplicated;
+        self.records_skipped += other.records_skipped;
+        self.records_stale += other.records_stale;
+        self.late_records += other.late_records;
+        self.max_lateness_seconds = self.max_lateness_seconds.max(other.max_lateness_seconds);
+        self.pages += other.pages;
+        self.bytes_fetched += other.bytes_fetched;
+    }
 }
 
 /// One object listed in a manifest.
@@ -90,10 +117,9 @@ pub struct Manifest {
     pub new_cursor: Option<String>,
     pub objects: Vec<ObjectEntry>,
     pub rejected: Vec<ObjectEntry>,
-    pub records_written: u64,
-    pub records_rejected: u64,
-    pub records_skipped: u64,
-    pub records_stale: u64,
+    /// The same counts as the run summary's.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// The fingerprint set for the next run (see [`crate::fingerprint`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprints: Option<String>,
@@ -123,20 +149,11 @@ impl RunSummary {
             new_cursor: None,
             planned_cursor: None,
             state_version: 0,
-            records_fetched: 0,
-            records_written: 0,
-            records_rejected: 0,
-            records_deduplicated: 0,
-            records_skipped: 0,
-            records_stale: 0,
-            late_records: 0,
-            max_lateness_seconds: 0.0,
+            counts: Counts::default(),
             reason: None,
             objects: Vec::new(),
             rejected_objects: Vec::new(),
             manifest: None,
-            pages: 0,
-            bytes_fetched: 0,
             checkpoints: 0,
             duration_ms: 0,
         }

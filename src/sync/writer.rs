@@ -9,11 +9,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::summary::ObjectEntry;
-use crate::batch;
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::format::Format;
 use crate::record::{Record, Rejected};
-use crate::sink::{self, Sink, put_once};
+use crate::sink::{Sink, put_once};
 
 /// Object writes that may be under way at once, besides the batch being filled. Writes
 /// overlap parsing (and each other: S3 latency, fsyncs), and memory stays bounded.
@@ -23,6 +23,7 @@ const WRITES_IN_FLIGHT: usize = 4;
 pub(super) struct Written<Si: Sink + Clone + 'static> {
     pub(super) sink: Si,
     pub(super) dry_run: bool,
+    format: Format,
     pub(super) prefix: String,
     pub(super) run_id: String,
     pub(super) synced_at: String,
@@ -58,6 +59,7 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         Written {
             sink,
             dry_run,
+            format: Format::default(),
             prefix,
             run_id,
             synced_at,
@@ -75,34 +77,38 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
     /// Starts writing a data object. It counts towards the cursor only once written.
     pub(super) async fn data(&mut self, batch: Vec<Record>) -> Result<()> {
         let rel = format!(
-            "{}{}-{:05}.jsonl",
-            self.prefix, self.run_id, self.data_parts
+            "{}{}-{:05}.{}",
+            self.prefix,
+            self.run_id,
+            self.data_parts,
+            self.format.extension()
         );
         self.data_parts += 1;
         let max = batch.iter().map(|r| r.updated_at).max();
         let n = batch.len() as u64;
         let synced_at = self.synced_at.clone();
-        self.start(rel, n, Some(max), move || batch::encode(&batch, &synced_at))
-            .await
+        let format = self.format;
+        self.start(rel, n, Some(max), move || {
+            format.records(&batch, &synced_at)
+        })
+        .await
     }
 
     /// Starts writing rejected records.
     pub(super) async fn rejected(&mut self, batch: Vec<Rejected>) -> Result<()> {
         let rel = format!(
-            "{}_rejected/{}-{:05}.jsonl",
-            self.prefix, self.run_id, self.rejected_parts
+            "{}_rejected/{}-{:05}.{}",
+            self.prefix,
+            self.run_id,
+            self.rejected_parts,
+            self.format.extension()
         );
         self.rejected_parts += 1;
         let n = batch.len() as u64;
         let synced_at = self.synced_at.clone();
-        self.start(rel, n, None, move || {
-            let mut body = Vec::new();
-            for r in &batch {
-                r.write_line(&mut body, &synced_at);
-            }
-            body
-        })
-        .await
+        let format = self.format;
+        self.start(rel, n, None, move || format.rejected(&batch, &synced_at))
+            .await
     }
 
     async fn start(
@@ -118,7 +124,8 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         let key = self.sink.key(&rel);
         let task = (!self.dry_run).then(|| {
             let sink = self.sink.clone();
-            tokio::spawn(async move { put_once(&sink, &rel, encode().into(), sink::JSONL).await })
+            let content_type = self.format.content_type();
+            tokio::spawn(async move { put_once(&sink, &rel, encode().into(), content_type).await })
         });
         self.pending.push_back(Pending {
             task,
@@ -134,9 +141,8 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
             return Ok(());
         };
         if let Some(task) = p.task {
-            p.entry.key = task.await.map_err(|e| Error::Sink {
-                key: p.entry.key.clone(),
-                message: format!("the write task failed: {e}"),
+            p.entry.key = task.await.map_err(|e| {
+                Error::sink(p.entry.key.clone(), format!("the write task failed: {e}"))
             })??;
         }
         match p.data_max {
