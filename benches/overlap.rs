@@ -52,7 +52,10 @@ impl Pages for MemPages {
     async fn next_chunk(&mut self) -> replay_sync::Result<Option<Chunk>> {
         Ok(self.0.take().map(|entries| Chunk {
             entries,
-            page_end: Some(PageEnd { bytes: 0 }),
+            page_end: Some(PageEnd {
+                bytes: 0,
+                more: false,
+            }),
         }))
     }
 }
@@ -63,7 +66,12 @@ impl Source for MemSource<'_> {
     where
         Self: 'b;
 
-    fn open(&self, since: Option<DateTime<Utc>>, _: Option<tokio::time::Instant>) -> MemPages {
+    fn open(
+        &self,
+        since: Option<DateTime<Utc>>,
+        _: Option<DateTime<Utc>>,
+        _: Option<tokio::time::Instant>,
+    ) -> MemPages {
         let mut sel: Vec<(usize, DateTime<Utc>, u64)> = self
             .0
             .rows
@@ -98,6 +106,7 @@ async fn steady_state(rows: usize, fingerprint_max: usize) -> Tally {
         batch: BatchLimits::default(),
         deadline_margin: Duration::from_secs(30),
         fingerprint_max,
+        fetch_concurrency: 1,
     };
     let start = replay_sync::window::parse_ts("2024-03-01T00:00:00Z").unwrap();
     // Every row last changed some time in the day before the start.

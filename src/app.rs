@@ -61,6 +61,7 @@ impl App {
                 batch: config.batch,
                 deadline_margin: config.deadline_margin,
                 fingerprint_max: config.fingerprint_max,
+                fetch_concurrency: config.fetch_concurrency,
             },
             state,
             sink,

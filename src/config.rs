@@ -76,6 +76,9 @@ pub struct AuthConfig {
 pub struct ApiConfig {
     pub url: url::Url,
     pub since_param: String,
+    /// `API_UNTIL_PARAM`: the API's upper bound (`since <= updatedAt < until`); unset: the
+    /// API takes none, and a window is read as one stream.
+    pub until_param: Option<String>,
     pub records_field: String,
     pub next_page_field: Option<String>,
     /// Per-request timeout.
@@ -105,7 +108,14 @@ pub struct Config {
     pub deadline_margin: std::time::Duration,
     /// `FINGERPRINT_MAX`: bound on the fingerprint set (0: off).
     pub fingerprint_max: usize,
+    /// `FETCH_CONCURRENCY`: time slices in flight at once (with `API_UNTIL_PARAM`).
+    pub fetch_concurrency: usize,
 }
+
+/// Default of `FETCH_CONCURRENCY`.
+pub const DEFAULT_FETCH_CONCURRENCY: usize = 4;
+/// Upper bound of `FETCH_CONCURRENCY` (each slice holds a batch and a connection).
+pub const MAX_FETCH_CONCURRENCY: usize = 64;
 
 pub const DEFAULT_STATE_STORE: &str = "file://./.replay-sync/state.json";
 pub const DEFAULT_OUTPUT: &str = "file://./.replay-sync/output";
@@ -134,6 +144,13 @@ impl Config {
         let url = parse_http_url(&api_url)?;
 
         let since_param = get("API_SINCE_PARAM").unwrap_or_else(|| "since".into());
+        let until_param = get("API_UNTIL_PARAM");
+        if until_param.as_deref() == Some(since_param.as_str()) {
+            return Err(Error::config(
+                "API_UNTIL_PARAM",
+                format!("names the same parameter as API_SINCE_PARAM ({since_param:?})"),
+            ));
+        }
         let records_field = get("API_RECORDS_FIELD").unwrap_or_else(|| "data".into());
         let next_page_field = get("API_NEXT_PAGE_FIELD");
 
@@ -170,6 +187,12 @@ impl Config {
             DEFAULT_MAX_RECORD_BYTES,
             1024 * 1024 * 1024,
         )?;
+        let fetch_concurrency = parse_bounded(
+            &get,
+            "FETCH_CONCURRENCY",
+            DEFAULT_FETCH_CONCURRENCY,
+            MAX_FETCH_CONCURRENCY,
+        )?;
         let fingerprint_max = match get("FINGERPRINT_MAX").as_deref() {
             Some("0") => 0,
             _ => parse_positive(&get, "FINGERPRINT_MAX", 500_000)?,
@@ -179,6 +202,7 @@ impl Config {
             api: ApiConfig {
                 url,
                 since_param,
+                until_param,
                 records_field,
                 next_page_field,
                 timeout: std::time::Duration::from_secs(timeout_secs as u64),
@@ -193,6 +217,7 @@ impl Config {
             batch,
             deadline_margin: std::time::Duration::from_secs(margin as u64),
             fingerprint_max,
+            fetch_concurrency,
         })
     }
 }
@@ -438,6 +463,16 @@ mod tests {
             }
         );
         assert_eq!(c.batch, BatchLimits::default());
+        assert_eq!(c.api.until_param, None);
+        assert_eq!(c.fetch_concurrency, DEFAULT_FETCH_CONCURRENCY);
+        let sliced = cfg(&[
+            API,
+            ("API_UNTIL_PARAM", "updated_before"),
+            ("FETCH_CONCURRENCY", "8"),
+        ])
+        .unwrap();
+        assert_eq!(sliced.api.until_param.as_deref(), Some("updated_before"));
+        assert_eq!(sliced.fetch_concurrency, 8);
     }
 
     #[test]
@@ -502,6 +537,16 @@ mod tests {
         assert_eq!(
             err_var(&[API, ("BATCH_MAX_BYTES", "lots")]),
             "BATCH_MAX_BYTES"
+        );
+        for bad in ["0", "65", "four"] {
+            assert_eq!(
+                err_var(&[API, ("FETCH_CONCURRENCY", bad)]),
+                "FETCH_CONCURRENCY"
+            );
+        }
+        assert_eq!(
+            err_var(&[API, ("API_UNTIL_PARAM", "since")]),
+            "API_UNTIL_PARAM"
         );
         // Once a panic (an instant overflowed): now a configuration error.
         assert_eq!(

@@ -117,6 +117,12 @@ impl Record {
 }
 
 impl Rejected {
+    /// A hash of the item as sent and its reason: the same bad row read twice in one run
+    /// (by two slices) is one row.
+    pub fn content_hash(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(format!("{}\n{}", self.reason, self.json).as_bytes())
+    }
+
     /// Appends `{"reason":…,"record":<the item as sent>,"_synced_at":…}` and a newline; for
     /// an item that holds a key twice, `"record_text":"<the item as sent, as a string>"`
     /// instead of `"record"`, so that no line ever holds a key twice; for an item larger

@@ -127,6 +127,41 @@ pub fn next_cursor(
     }
 }
 
+/// A time range `[since, until)` (whole seconds, as the API is asked for them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl Span {
+    /// `since/until` (an ISO 8601 interval).
+    pub fn format(&self) -> String {
+        format!("{}/{}", format_ts(self.since), format_ts(self.until))
+    }
+
+    /// Spans as stored in the state: `A/B,C/D` (empty: none).
+    pub fn format_list(spans: &[Span]) -> String {
+        spans.iter().map(Span::format).collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads [`Span::format_list`]'s form; `None` if any part is not `since/until` with
+    /// `since < until`.
+    pub fn parse_list(s: &str) -> Option<Vec<Span>> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (a, b) = p.trim().split_once('/')?;
+                let span = Span {
+                    since: parse_ts(a)?,
+                    until: parse_ts(b)?,
+                };
+                (span.since < span.until).then_some(span)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

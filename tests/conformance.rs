@@ -13,6 +13,7 @@ use replay_sync::sink::any::AnySink;
 use replay_sync::sink::{self, Put, Sink, put_once};
 use replay_sync::state::any::AnyState;
 use replay_sync::state::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
+use replay_sync::window::Span;
 
 on_both_backends!(
     state_store_absent_item_is_version_zero,
@@ -47,6 +48,7 @@ fn commit<'a>(expected: u64, owner: &'a str) -> Commit<'a> {
         run_id: "run-1",
         invocation: Some("inv-1"),
         fingerprints: Some("user/_fingerprints/x.bin"),
+        done: &[],
     }
 }
 
@@ -96,11 +98,30 @@ async fn state_store_checkpoint_is_fenced_on_version_and_owner(kind: Kind) {
         0,
         "a conflict changes nothing"
     );
+    let done = [
+        Span {
+            since: ts("2024-01-15T11:00:00Z"),
+            until: ts("2024-01-15T12:00:00Z"),
+        },
+        Span {
+            since: ts("2024-01-16T00:00:00Z"),
+            until: ts("2024-01-16T00:00:01Z"),
+        },
+    ];
     assert_eq!(
-        s.checkpoint(id, &commit(0, "a")).await.unwrap(),
+        s.checkpoint(
+            id,
+            &Commit {
+                done: &done,
+                ..commit(0, "a")
+            }
+        )
+        .await
+        .unwrap(),
         Checkpoint::Committed { version: 1 }
     );
     let after = s.load(id).await.unwrap();
+    assert_eq!(after.done, done, "the done ranges are stored");
     assert_eq!(after.version, 1);
     assert_eq!(after.cursor, Some(ts("2024-01-15T10:00:00Z")));
     assert_eq!(after.lease, None, "the checkpoint releases the lease");
@@ -123,6 +144,7 @@ async fn state_store_checkpoint_is_fenced_on_version_and_owner(kind: Kind) {
     let keep = Commit {
         cursor: None,
         fingerprints: None,
+        done: &[],
         invocation: None,
         ..commit(1, "c")
     };
@@ -131,6 +153,11 @@ async fn state_store_checkpoint_is_fenced_on_version_and_owner(kind: Kind) {
         Checkpoint::Committed { version: 2 }
     );
     let kept = s.load(id).await.unwrap();
+    assert_eq!(
+        kept.done,
+        [],
+        "a checkpoint without done ranges removes them"
+    );
     assert_eq!(kept.cursor, after.cursor);
     assert_eq!(kept.fingerprints, after.fingerprints);
     assert_eq!(kept.last_invocation, after.last_invocation);

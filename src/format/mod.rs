@@ -56,8 +56,10 @@ impl Format {
 
 /// Whether an object holding `existing` already says what `body` says: the same bytes; for
 /// JSON Lines, the same lines but for each line's `_synced_at` (the stamp of the attempt
-/// that wrote it); for a JSON manifest, the same but for its `synced_at` and the window's
-/// `until` (the planning attempt's clock).
+/// that wrote it); for a JSON manifest, the same but for what describes the attempt rather
+/// than what it wrote: its `synced_at`, the window's `until` (the planning attempt's clock),
+/// and the `pages` and `bytes_fetched` it took (slices split at other moments read other
+/// pages).
 pub fn same_content(content_type: &str, existing: &[u8], body: &[u8]) -> bool {
     if existing == body {
         return true;
@@ -79,7 +81,9 @@ pub fn same_content(content_type: &str, existing: &[u8], body: &[u8]) -> bool {
                     .ok()
                     .map(|mut v| {
                         if let Some(o) = v.as_object_mut() {
-                            o.remove("synced_at");
+                            for attempt in ["synced_at", "pages", "bytes_fetched"] {
+                                o.remove(attempt);
+                            }
                             if let Some(w) = o.get_mut("window").and_then(|w| w.as_object_mut()) {
                                 w.remove("until");
                             }

@@ -110,21 +110,30 @@ impl HttpSource {
         &self.secrets
     }
 
-    /// The first request's URL: `API_URL` with `since` set (replacing any `since` already in it).
-    pub fn first_url(&self, since: Option<DateTime<Utc>>) -> Url {
+    /// The first request's URL: `API_URL` with `since` and, given an `API_UNTIL_PARAM`,
+    /// `until` set (replacing any already in it), in the same form.
+    pub fn first_url(&self, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Url {
         let mut url = self.api.url.clone();
-        if let Some(since) = since {
-            let param = &self.api.since_param;
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| k != param)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            url.query_pairs_mut()
-                .clear()
-                .extend_pairs(kept)
-                .append_pair(param, &window::format_ts(since));
+        let until = until.zip(self.api.until_param.as_deref());
+        let set: Vec<(&str, DateTime<Utc>)> = since
+            .map(|t| (self.api.since_param.as_str(), t))
+            .into_iter()
+            .chain(until.map(|(t, p)| (p, t)))
+            .collect();
+        if set.is_empty() {
+            return url;
         }
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !set.iter().any(|(p, _)| k == p))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut q = url.query_pairs_mut();
+        q.clear().extend_pairs(kept);
+        for (param, t) in set {
+            q.append_pair(param, &window::format_ts(t));
+        }
+        drop(q);
         url
     }
 
@@ -171,7 +180,10 @@ impl HttpSource {
             })
             .await?;
             if tx
-                .send(Ok(Some(Part::PageEnd(PageEnd { bytes }))))
+                .send(Ok(Some(Part::PageEnd(PageEnd {
+                    bytes,
+                    more: link.is_some(),
+                }))))
                 .await
                 .is_err()
             {
@@ -368,9 +380,18 @@ impl HttpSource {
 impl Source for HttpSource {
     type Pages<'a> = HttpPages;
 
-    fn open(&self, since: Option<DateTime<Utc>>, deadline: Option<Instant>) -> HttpPages {
+    fn bounded(&self) -> bool {
+        self.api.until_param.is_some()
+    }
+
+    fn open(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        deadline: Option<Instant>,
+    ) -> HttpPages {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let first = self.first_url(since);
+        let first = self.first_url(since, until);
         debug!(url = %self.secrets.scrub(&redact(&first)), "opening a read");
         let url = redact(&first);
         let secrets = self.secrets.clone();
@@ -574,13 +595,43 @@ mod tests {
         .api;
         let src = HttpSource::new(api).unwrap();
         let since = window::parse_ts("2024-01-15T08:30:00Z");
+        let until = window::parse_ts("2024-01-16T00:00:00Z");
         assert_eq!(
-            src.first_url(since).as_str(),
+            src.first_url(since, None).as_str(),
             "http://127.0.0.1:1/x?per_page=5&since=2024-01-15T08%3A30%3A00Z"
         );
         assert_eq!(
-            src.first_url(None).as_str(),
+            src.first_url(None, None).as_str(),
             "http://127.0.0.1:1/x?per_page=5&since=old"
+        );
+        assert_eq!(
+            src.first_url(since, until).as_str(),
+            "http://127.0.0.1:1/x?per_page=5&since=2024-01-15T08%3A30%3A00Z",
+            "no until without API_UNTIL_PARAM"
+        );
+        assert!(!src.bounded());
+    }
+
+    #[test]
+    fn until_is_sent_in_the_same_form_as_since() {
+        let api = crate::config::Config::from_lookup(|k| match k {
+            "API_URL" => Some("http://127.0.0.1:1/x?before=old&per_page=5".to_string()),
+            "API_UNTIL_PARAM" => Some("before".to_string()),
+            _ => None,
+        })
+        .unwrap()
+        .api;
+        let src = HttpSource::new(api).unwrap();
+        assert!(src.bounded());
+        let since = window::parse_ts("2024-01-15T08:30:00Z");
+        let until = window::parse_ts("2024-01-16T00:00:00Z");
+        assert_eq!(
+            src.first_url(since, until).as_str(),
+            "http://127.0.0.1:1/x?per_page=5&since=2024-01-15T08%3A30%3A00Z&before=2024-01-16T00%3A00%3A00Z"
+        );
+        assert_eq!(
+            src.first_url(None, until).as_str(),
+            "http://127.0.0.1:1/x?per_page=5&before=2024-01-16T00%3A00%3A00Z"
         );
     }
 }

@@ -27,6 +27,8 @@ pub struct Chunk {
 pub struct PageEnd {
     /// Size of the page's body.
     pub bytes: u64,
+    /// The page names a next page: the read goes on.
+    pub more: bool,
 }
 
 /// A source of records updated since a point in time.
@@ -35,9 +37,21 @@ pub trait Source: Send + Sync {
     where
         Self: 'a;
 
-    /// Starts reading every record with `updatedAt >= since` (every record when `None`).
-    /// Retries stop early enough to leave the caller time before `deadline`.
-    fn open(&self, since: Option<DateTime<Utc>>, deadline: Option<Instant>) -> Self::Pages<'_>;
+    /// Starts reading every record with `since <= updatedAt` (no lower bound when `None`)
+    /// and, when `until` is given, `updatedAt < until` — which only a [`Source::bounded`]
+    /// source honours. Retries stop early enough to leave the caller time before `deadline`.
+    fn open(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        deadline: Option<Instant>,
+    ) -> Self::Pages<'_>;
+
+    /// Whether [`Source::open`] honours `until`, so that a window can be read as several
+    /// time slices at once. A source that does not ignores `until`.
+    fn bounded(&self) -> bool {
+        false
+    }
 }
 
 /// The chunks of one read.

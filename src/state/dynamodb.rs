@@ -1,6 +1,7 @@
 //! The DynamoDB state store. One item per sync id, partition key `sync_id` (string):
 //! `last_timestamp` (S, RFC 3339 UTC), `version` (N), `updated_at` (S), `last_run_id` (S),
-//! `last_invocation` (S), `fingerprints` (S, the key of the fingerprint set), while leased `lease_owner` (S) and `lease_expires_at` (S, RFC 3339
+//! `last_invocation` (S), `fingerprints` (S, the key of the fingerprint set), `done_ranges`
+//! (S, `since/until,…`: ranges a partial run completed above the cursor), while leased `lease_owner` (S) and `lease_expires_at` (S, RFC 3339
 //! with milliseconds), and the plan `plan_version` (N), `plan_since` (S), `plan_until` (S).
 //!
 //! Reads are strongly consistent. The lease and the checkpoint are each one `UpdateItem`
@@ -18,7 +19,7 @@ use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use tracing::warn;
 
 use crate::error::{Cause, Error, Result};
-use crate::window;
+use crate::window::{self, Span};
 
 #[derive(Debug, Clone)]
 pub struct DynamoStateStore {
@@ -167,6 +168,7 @@ impl StateStore for DynamoStateStore {
             plan,
             last_invocation: string(item, "last_invocation", &at)?.map(str::to_string),
             fingerprints: string(item, "fingerprints", &at)?.map(str::to_string),
+            done: super::done_ranges(string(item, "done_ranges", &at)?),
         })
     }
 
@@ -274,6 +276,16 @@ impl StateStore for DynamoStateStore {
                 .expression_attribute_names("#f", "fingerprints")
                 .expression_attribute_values(":fp", AttributeValue::S(key.to_string()));
         }
+        let mut remove = vec!["#lo", "#le", "#d"];
+        req = req.expression_attribute_names("#d", "done_ranges");
+        if !commit.done.is_empty() {
+            remove.pop();
+            set.push("#d = :done");
+            req = req.expression_attribute_values(
+                ":done",
+                AttributeValue::S(Span::format_list(commit.done)),
+            );
+        }
         if let Some(inv) = commit.invocation {
             set.push("#i = :inv");
             req = req
@@ -288,7 +300,11 @@ impl StateStore for DynamoStateStore {
         }
         let condition = format!("{} AND #lo = :owner", version_condition(commit.expected));
         let result = req
-            .update_expression(format!("SET {} REMOVE #lo, #le", set.join(", ")))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
             .condition_expression(condition)
             .send()
             .await;

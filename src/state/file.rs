@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
+use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState, done_ranges};
 use crate::error::{Cause, Error, Result};
-use crate::window;
+use crate::window::{self, Span};
 
 #[derive(Debug, Clone)]
 pub struct FileStateStore {
@@ -39,6 +39,8 @@ struct Item {
     last_invocation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fingerprints: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    done_ranges: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lease_owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +121,7 @@ impl FileStateStore {
             plan,
             last_invocation: item.last_invocation.clone(),
             fingerprints: item.fingerprints.clone(),
+            done: done_ranges(item.done_ranges.as_deref()),
         })
     }
 
@@ -319,6 +322,7 @@ impl StateStore for FileStateStore {
             commit.invocation.map(str::to_string),
         );
         let fingerprints = commit.fingerprints.map(str::to_string);
+        let done = (!commit.done.is_empty()).then(|| Span::format_list(commit.done));
         let committed = blocking(move || {
             Self::update(&path, &id, |item| {
                 if item.version != expected || item.lease_owner.as_deref() != Some(owner.as_str()) {
@@ -336,6 +340,7 @@ impl StateStore for FileStateStore {
                 if fingerprints.is_some() {
                     item.fingerprints = fingerprints;
                 }
+                item.done_ranges = done;
                 item.lease_owner = None;
                 item.lease_expires_at = None;
                 true

@@ -23,7 +23,7 @@ use std::future::Future;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 use crate::error::Result;
-use crate::window;
+use crate::window::{self, Span};
 
 pub mod any;
 pub mod dynamodb;
@@ -45,6 +45,10 @@ pub struct SyncState {
     /// The output key of the fingerprint set the last checkpoint committed
     /// ([`crate::fingerprint`]).
     pub fingerprints: Option<String>,
+    /// Ranges above the cursor that a run which stopped early fetched completely (slices done
+    /// beyond a gap), cut to what no row within the buffer can still arrive in: the next run
+    /// from this version need not fetch them again (`done_ranges`).
+    pub done: Vec<Span>,
 }
 
 /// A claim on the state item by one run.
@@ -93,6 +97,8 @@ pub struct Commit<'a> {
     pub invocation: Option<&'a str>,
     /// The fingerprint set written for the next run (left unchanged when `None`).
     pub fingerprints: Option<&'a str>,
+    /// Replaces the stored done ranges (empty: removes them).
+    pub done: &'a [Span],
 }
 
 /// A store of [`SyncState`]s keyed by sync id.
@@ -112,7 +118,8 @@ pub trait StateStore: Send + Sync {
 
     /// Atomically, if and only if the item has version `commit.expected` and is leased to
     /// `commit.owner`: stores the cursor (left unset when `None`), version `expected + 1`,
-    /// the run and invocation ids and the fingerprint key, removes the lease, and returns
+    /// the run and invocation ids, the fingerprint key and the done ranges, removes the
+    /// lease, and returns
     /// [`Checkpoint::Committed`].
     /// Otherwise changes nothing and returns [`Checkpoint::Conflict`].
     fn checkpoint(
@@ -124,6 +131,18 @@ pub trait StateStore: Send + Sync {
     /// Removes the lease if `owner` still holds it (a failed run lets the next one start at
     /// once). Leaves the plan, so a retry reuses it.
     fn release(&self, sync_id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Reads a stored `done_ranges` value. One that cannot be read counts as none (and says so):
+/// that costs the next run a re-read, never a row.
+pub(crate) fn done_ranges(stored: Option<&str>) -> Vec<Span> {
+    let Some(s) = stored else {
+        return Vec::new();
+    };
+    Span::parse_list(s).unwrap_or_else(|| {
+        tracing::warn!(done_ranges = %s, "cannot read done_ranges; the next run fetches them again");
+        Vec::new()
+    })
 }
 
 /// Who asks for the lease.

@@ -28,32 +28,22 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
     pub(super) fn report(
         &self,
         job: &Job<'_>,
-        f: &mut Fetched<Si>,
+        f: &mut Fetched,
     ) -> (RunSummary, Option<DateTime<Utc>>) {
         let sync_id = &self.settings.sync_id;
         let req = job.req;
         let buffer = req.buffer.unwrap_or(self.settings.buffer);
-        let mut reason = None;
-        let durable_max = if f.stopped_early && !f.ascending {
-            reason = Some(
-                "stopped at the deadline; the records did not arrive in ascending updatedAt order, so the cursor stays (the next run re-reads the window)".to_string(),
-            );
-            None
-        } else {
-            f.written.max_updated_at.max(f.known_max)
-        };
         if f.stopped_early {
             warn!(
                 sync_id = %sync_id,
-                records_written = f.written.records,
-                ascending = f.ascending,
+                records_written = f.durable.records,
                 "stopping early: the invocation deadline is near; checkpointing what is durable"
             );
         }
         let new_cursor =
-            window::next_cursor(job.stored.cursor, durable_max, job.started_at, req.rewind);
-        f.counts.records_written = f.written.records;
-        f.counts.records_rejected = f.written.rejected_records;
+            window::next_cursor(job.stored.cursor, f.durable_max, job.started_at, req.rewind);
+        f.counts.records_written = f.durable.records;
+        f.counts.records_rejected = f.durable.rejected_records;
         f.counts.max_lateness_seconds = f.max_lateness.num_milliseconds() as f64 / 1000.0;
 
         let mut summary = RunSummary::new(sync_id, req, buffer);
@@ -62,9 +52,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
         } else {
             Status::Completed
         };
-        summary.reason = reason;
+        summary.reason = f.reason.clone();
         summary.run_id = job.run_id.clone();
-        summary.started_at = f.written.synced_at.clone();
+        summary.started_at = f.synced_at.clone();
         summary.since = fmt(job.since);
         summary.previous_cursor = fmt(job.previous());
         summary.new_cursor = fmt(job.stored.cursor);
@@ -104,7 +94,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
     pub(super) async fn commit(
         &self,
         job: &Job<'_>,
-        f: &mut Fetched<Si>,
+        f: &mut Fetched,
         new_cursor: Option<DateTime<Utc>>,
         mut summary: RunSummary,
     ) -> Result<RunSummary> {
@@ -120,9 +110,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             .await?;
         self.sink.flush().await?;
         failpoint::reached("manifest").await;
-        let written = &f.written;
-        summary.objects = written.objects.iter().map(|o| o.key.clone()).collect();
-        summary.rejected_objects = written.rejected.iter().map(|o| o.key.clone()).collect();
+        let durable = &f.durable;
+        summary.objects = durable.objects.iter().map(|o| o.key.clone()).collect();
+        summary.rejected_objects = durable.rejected.iter().map(|o| o.key.clone()).collect();
         summary.manifest = Some(manifest_key);
 
         // A duplicate of a run that stopped early should go on with the work.
@@ -135,6 +125,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             run_id: &job.run_id,
             invocation,
             fingerprints: fingerprints.as_deref(),
+            done: &f.done,
         };
         match self.state.checkpoint(sync_id, &commit).await? {
             Checkpoint::Committed { version } => {
@@ -166,7 +157,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
     async fn store_fingerprints(
         &self,
         job: &Job<'_>,
-        f: &mut Fetched<Si>,
+        f: &mut Fetched,
         new_cursor: Option<DateTime<Utc>>,
     ) -> Result<Option<String>> {
         f.fps.after_run(
@@ -197,7 +188,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
     async fn write_manifest(
         &self,
         job: &Job<'_>,
-        f: &Fetched<Si>,
+        f: &Fetched,
         summary: &RunSummary,
         new_cursor: Option<DateTime<Utc>>,
         fingerprints: Option<String>,
@@ -213,11 +204,11 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             starting_version: job.stored.version,
             previous_cursor: fmt(job.previous()),
             new_cursor: fmt(new_cursor),
-            objects: f.written.objects.clone(),
-            rejected: f.written.rejected.clone(),
+            objects: f.durable.objects.clone(),
+            rejected: f.durable.rejected.clone(),
             counts: summary.counts,
             fingerprints,
-            synced_at: f.written.synced_at.clone(),
+            synced_at: f.synced_at.clone(),
         };
         let body = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
         let key = format!("{sync_id}/_manifests/{}.json", job.run_id);

@@ -1,32 +1,60 @@
 //! The fetch phase: pages → records → batches → objects, until the window is read or the
 //! deadline is near. It returns what is durable and the counts, and checkpoints nothing.
+//!
+//! A window is read as one stream, or — when the source takes an upper bound and
+//! `FETCH_CONCURRENCY` > 1 — as time slices read at once ([`super::slices`]). Either way each
+//! read is [`Engine::read`]: one `[since, until)` range through its own batches and objects,
+//! judged against the one fingerprint set of the run.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant as Deadline;
 use tracing::{info, warn};
 
+use super::Engine;
 use super::plan::{Job, Judge};
+use super::slices::{SliceId, Table};
 use super::summary::Counts;
-use super::writer::Written;
+use super::writer::{Durable, WRITES_IN_FLIGHT, Written};
 use crate::batch::Batcher;
-use crate::config::BatchLimits;
 use crate::error::Result;
 use crate::fingerprint::{Fingerprints, Verdict};
 use crate::record::{Entry, Rejected};
 use crate::sink::Sink;
 use crate::source::{Pages, Source};
 use crate::state::{StateStore, SyncState};
-use crate::window;
+use crate::window::{self, Span};
 
-/// What the fetch phase leaves for the report and the commit: the durable objects, the
-/// fingerprints, and the counts.
-pub(super) struct Fetched<Si: Sink + Clone + 'static> {
-    pub(super) written: Written<Si>,
+/// What the fetch phase leaves for the report and the commit.
+pub(super) struct Fetched {
+    pub(super) durable: Durable,
     pub(super) fps: Fingerprints,
     /// A hash of the fingerprint set as loaded (to keep it when nothing changed).
     pub(super) loaded_hash: Option<u128>,
     pub(super) previous_coverage: Option<DateTime<Utc>>,
-    /// Fetched, pages, bytes, skipped, stale and late; what was written is `written`'s.
+    /// Fetched, pages, bytes, deduplicated, skipped, stale and late; what was written is
+    /// `durable`'s.
+    pub(super) counts: Counts,
+    pub(super) max_lateness: TimeDelta,
+    /// `_synced_at` of every line.
+    pub(super) synced_at: String,
+    /// The run stopped at the deadline before the window was read.
+    pub(super) stopped_early: bool,
+    /// The greatest `updatedAt` below which everything in the window is durably in the lake
+    /// (`None`: nothing is known to be; the cursor stays).
+    pub(super) durable_max: Option<DateTime<Utc>>,
+    /// Why the cursor is held back, when it is.
+    pub(super) reason: Option<String>,
+    /// Ranges beyond a gap that are complete, for the next run to skip.
+    pub(super) done: Vec<Span>,
+}
+
+/// What one read left: its durable objects, its counts, and how far it got.
+pub(super) struct Read {
+    pub(super) durable: Durable,
     pub(super) counts: Counts,
     pub(super) max_lateness: TimeDelta,
     /// The greatest `updatedAt` of records not written because the lake already holds them.
@@ -34,158 +62,247 @@ pub(super) struct Fetched<Si: Sink + Clone + 'static> {
     /// Every record came in ascending `updatedAt` order: only then does "everything up to
     /// the greatest `updatedAt` written" hold when stopping early.
     pub(super) ascending: bool,
-    pub(super) last_seen: Option<DateTime<Utc>>,
     pub(super) stopped_early: bool,
 }
 
-/// Where a fetch is: the batch being filled and the rejected records not yet written.
-struct Pending {
-    batcher: Batcher,
-    rejected: Vec<Rejected>,
-    limits: BatchLimits,
-}
-
-impl<Si: Sink + Clone + 'static> Fetched<Si> {
-    /// One fetched entry: judged against the fingerprints, batched (a full batch starts
-    /// being written), or set aside as rejected.
-    async fn take(&mut self, entry: Entry, judge: &Judge, pending: &mut Pending) -> Result<()> {
-        let r = match entry {
-            Entry::Valid(r) => r,
-            Entry::Rejected(r) => {
-                pending.rejected.push(r);
-                if pending.rejected.len() >= pending.limits.max_records {
-                    self.written
-                        .rejected(std::mem::take(&mut pending.rejected))
-                        .await?;
-                }
-                return Ok(());
-            }
-        };
-        pending.batcher.fetched(r.json_len());
-        if self.last_seen.is_some_and(|l| r.updated_at < l) {
-            self.ascending = false;
-        }
-        self.last_seen = self.last_seen.max(Some(r.updated_at));
-        let verdict = if judge.fingerprinting {
-            self.fps.check(&r, judge.late_since, judge.skip_known)
-        } else {
-            Verdict::Write { late: None }
-        };
-        match verdict {
-            Verdict::Write { late } => {
-                if let Some(l) = late {
-                    self.counts.late_records += 1;
-                    self.max_lateness = self.max_lateness.max(l);
-                }
-                if let Some(full) = pending.batcher.push(r) {
-                    self.written.data(full).await?;
-                }
-            }
-            Verdict::Unchanged | Verdict::Stale => {
-                match verdict {
-                    Verdict::Unchanged => self.counts.records_skipped += 1,
-                    _ => self.counts.records_stale += 1,
-                }
-                self.known_max = self.known_max.max(Some(r.updated_at));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, St, So, Si> {
-    /// Reads the job's window: pages → records → batches → objects, until the window is read
-    /// or the deadline is near. Returns what is durable and the counts.
-    pub(super) async fn fetch(&self, job: &Job<'_>) -> Result<Fetched<Si>> {
-        let settings = self.settings;
-        let stop_at = job.stop_at(settings);
-        let judge = job.judge(settings);
-        let (fps, loaded_hash) = self.load_fingerprints(job.stored).await;
-        let mut f = Fetched {
-            written: Written::new(
-                self.sink.clone(),
-                job.req.dry_run,
-                format!("{}/", settings.sync_id),
-                job.run_id.clone(),
-                window::format_millis(job.started_at),
-            ),
-            previous_coverage: fps.covers_from(),
-            fps,
-            loaded_hash,
+impl Read {
+    /// A read of nothing.
+    pub(super) fn empty() -> Read {
+        Read {
+            durable: Durable::default(),
             counts: Counts::default(),
             max_lateness: TimeDelta::zero(),
             known_max: None,
             ascending: true,
-            last_seen: None,
             stopped_early: false,
-        };
-        let mut pending = Pending {
-            batcher: Batcher::new(settings.batch),
-            rejected: Vec::new(),
-            limits: settings.batch,
-        };
+        }
+    }
 
-        let mut reader = self.source.open(job.since, job.inv.deadline);
+    /// The greatest `updatedAt` durably in the lake from this read.
+    pub(super) fn durable_max(&self) -> Option<DateTime<Utc>> {
+        self.durable.max_updated_at.max(self.known_max)
+    }
+}
+
+/// What the reads of one run share.
+pub(super) struct Shared<'t> {
+    pub(super) fps: Mutex<Fingerprints>,
+    pub(super) judge: Judge,
+    pub(super) stop_at: Option<Deadline>,
+    pub(super) limit: Arc<Semaphore>,
+    /// The slices, when the window is read in slices: a read checks its slice's end (which
+    /// a split may move down) and reports its progress there.
+    pub(super) slices: Option<(&'t Mutex<Table>, &'t Notify)>,
+    /// With slices: the rejected rows already set aside (an API may return a row without a
+    /// comparable `updatedAt` to every slice; it is one row).
+    pub(super) rejected_seen: Option<Mutex<HashSet<u128>>>,
+}
+
+/// One read: `[since, until)`, its objects named `name`, as slice `slice` of the table.
+pub(super) struct Range {
+    pub(super) since: Option<DateTime<Utc>>,
+    pub(super) until: Option<DateTime<Utc>>,
+    pub(super) name: String,
+    pub(super) slice: Option<SliceId>,
+}
+
+/// What a read does with one entry.
+enum Take {
+    Write(Option<TimeDelta>),
+    Known(bool),
+    Reject,
+    /// Beyond the end of its slice (moved down by a split): another slice reads it.
+    Beyond,
+}
+
+impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
+    /// Reads the job's window, as one stream or in slices.
+    pub(super) async fn fetch(&self, job: &Job<'_>) -> Result<Fetched> {
+        let (fps, loaded_hash) = self.load_fingerprints(job.stored).await;
+        let previous_coverage = fps.covers_from();
+        let shared_fps = Mutex::new(fps);
+        let sliced = self.source.bounded() && self.settings.fetch_concurrency > 1;
+        let mut f = if sliced {
+            self.fetch_sliced(job, shared_fps).await?
+        } else {
+            let shared = self.shared(job, shared_fps, None);
+            let range = Range {
+                since: job.since,
+                until: None,
+                name: job.run_id.clone(),
+                slice: None,
+            };
+            let read = self.read(job, &shared, range).await?;
+            let fps = shared.fps.into_inner().unwrap_or_else(|e| e.into_inner());
+            Fetched::of_stream(read, fps)
+        };
+        f.loaded_hash = loaded_hash;
+        f.previous_coverage = previous_coverage;
+        f.synced_at = window::format_millis(job.started_at);
+        Ok(f)
+    }
+
+    /// What the reads of `job` share.
+    pub(super) fn shared<'t>(
+        &self,
+        job: &Job<'_>,
+        fps: Mutex<Fingerprints>,
+        slices: Option<(&'t Mutex<Table>, &'t Notify)>,
+    ) -> Shared<'t> {
+        Shared {
+            fps,
+            judge: job.judge(self.settings),
+            stop_at: job.stop_at(self.settings),
+            limit: Arc::new(Semaphore::new(WRITES_IN_FLIGHT)),
+            slices,
+            rejected_seen: None,
+        }
+    }
+
+    /// One read: pages → records → batches → objects, until the range is read (or, in a
+    /// slice, the records pass its end), or the deadline is near.
+    pub(super) async fn read(&self, job: &Job<'_>, sh: &Shared<'_>, range: Range) -> Result<Read> {
+        let settings = self.settings;
+        let mut written = Written::new(
+            self.sink.clone(),
+            job.req.dry_run,
+            format!("{}/", settings.sync_id),
+            range.name.clone(),
+            window::format_millis(job.started_at),
+            sh.limit.clone(),
+        );
+        let mut batcher = Batcher::new(settings.batch);
+        let mut rejected: Vec<Rejected> = Vec::new();
+        let mut r = Read::empty();
+        let mut last_seen: Option<DateTime<Utc>> = None;
+        let mut takes: Vec<Take> = Vec::new();
+        let mut reader = self.source.open(range.since, range.until, job.inv.deadline);
         let mut page_records = 0u64;
         loop {
-            let next = match stop_at {
+            let next = match sh.stop_at {
                 Some(at) => match tokio::time::timeout_at(at, reader.next_chunk()).await {
                     Ok(next) => next?,
                     Err(_) => {
-                        f.stopped_early = true;
+                        r.stopped_early = true;
                         break;
                     }
                 },
                 None => reader.next_chunk().await?,
             };
             let Some(chunk) = next else { break };
-            f.counts.records_fetched += chunk.entries.len() as u64;
+            let end = range
+                .slice
+                .zip(sh.slices)
+                .and_then(|(id, (t, _))| lock(t).end(id));
+            // Judged under one lock per chunk; written after it (writes wait).
+            let mut passed_end = false;
+            {
+                let mut fps = lock(&sh.fps);
+                takes.clear();
+                for e in &chunk.entries {
+                    let take = match e {
+                        Entry::Valid(rec) if end.is_some_and(|end| rec.updated_at >= end) => {
+                            passed_end = true;
+                            Take::Beyond
+                        }
+                        Entry::Valid(rec) => {
+                            if last_seen.is_some_and(|l| rec.updated_at < l) {
+                                r.ascending = false;
+                            }
+                            last_seen = last_seen.max(Some(rec.updated_at));
+                            judge(&mut fps, rec, &sh.judge)
+                        }
+                        Entry::Rejected(_) => Take::Reject,
+                    };
+                    takes.push(take);
+                }
+                if sh.judge.fingerprinting {
+                    // The final cursor will be at least this: older fingerprints are not
+                    // needed (out of order, as slices are, only the stored cursor is sure).
+                    let seen = last_seen.filter(|_| range.slice.is_none());
+                    let floor = seen
+                        .map(|t| t.min(job.started_at))
+                        .max(job.stored.cursor.filter(|_| !job.req.rewind));
+                    fps.bound(
+                        window::since(floor, settings.buffer),
+                        settings.fingerprint_max,
+                    );
+                }
+            }
             page_records += chunk.entries.len() as u64;
+            for (entry, take) in chunk.entries.into_iter().zip(takes.drain(..)) {
+                match (entry, take) {
+                    (_, Take::Beyond) => {}
+                    (Entry::Valid(rec), Take::Write(late)) => {
+                        r.counts.records_fetched += 1;
+                        batcher.fetched(rec.json_len());
+                        if let Some(l) = late {
+                            r.counts.late_records += 1;
+                            r.max_lateness = r.max_lateness.max(l);
+                        }
+                        if let Some(full) = batcher.push(rec) {
+                            written.data(full).await?;
+                        }
+                    }
+                    (Entry::Valid(rec), Take::Known(stale)) => {
+                        r.counts.records_fetched += 1;
+                        batcher.fetched(rec.json_len());
+                        if stale {
+                            r.counts.records_stale += 1;
+                        } else {
+                            r.counts.records_skipped += 1;
+                        }
+                        r.known_max = r.known_max.max(Some(rec.updated_at));
+                    }
+                    (Entry::Rejected(rej), _) => {
+                        r.counts.records_fetched += 1;
+                        if let Some(seen) = &sh.rejected_seen
+                            && !lock(seen).insert(rej.content_hash())
+                        {
+                            r.counts.records_deduplicated += 1;
+                            continue;
+                        }
+                        rejected.push(rej);
+                        if rejected.len() >= settings.batch.max_records {
+                            written.rejected(std::mem::take(&mut rejected)).await?;
+                        }
+                    }
+                    (Entry::Valid(_), Take::Reject) => unreachable!("judged as it is"),
+                }
+            }
             if let Some(end) = chunk.page_end {
-                f.counts.pages += 1;
-                f.counts.bytes_fetched += end.bytes;
+                r.counts.pages += 1;
+                r.counts.bytes_fetched += end.bytes;
                 info!(
-                    page = f.counts.pages,
+                    page = r.counts.pages,
                     records = page_records,
                     bytes = end.bytes,
                     "fetched page"
                 );
                 page_records = 0;
+                if let (Some(id), Some((t, notify))) = (range.slice, sh.slices) {
+                    lock(t).progress(id, last_seen, r.counts.pages, r.ascending, end.more);
+                    notify.notify_one();
+                }
             }
-            for entry in chunk.entries {
-                f.take(entry, &judge, &mut pending).await?;
+            if passed_end && r.ascending {
+                break; // in order: the rest of the range belongs to another slice
             }
-            if judge.fingerprinting {
-                self.bound_fingerprints(job, &mut f);
-            }
-            if stop_at.is_some_and(|at| Deadline::now() >= at) {
-                f.stopped_early = true;
+            if sh.stop_at.is_some_and(|at| Deadline::now() >= at) {
+                r.stopped_early = true;
                 break;
             }
         }
         drop(reader);
-        if let Some(last) = pending.batcher.take() {
-            f.written.data(last).await?;
+        if let Some(last) = batcher.take() {
+            written.data(last).await?;
         }
-        if !pending.rejected.is_empty() {
-            f.written.rejected(pending.rejected).await?;
+        if !rejected.is_empty() {
+            written.rejected(rejected).await?;
         }
-        f.written.finish().await?;
-        f.counts.records_deduplicated = pending.batcher.deduplicated();
-        Ok(f)
-    }
-
-    /// Forgets the fingerprints the next run will not need: the final cursor will be at
-    /// least what was seen so far (bounded by the run's start) or the stored cursor.
-    fn bound_fingerprints(&self, job: &Job<'_>, f: &mut Fetched<Si>) {
-        let floor = f
-            .last_seen
-            .map(|t| t.min(job.started_at))
-            .max(job.stored.cursor.filter(|_| !job.req.rewind));
-        f.fps.bound(
-            window::since(floor, self.settings.buffer),
-            self.settings.fingerprint_max,
-        );
+        r.durable = written.finish().await?;
+        r.counts.records_deduplicated += batcher.deduplicated();
+        Ok(r)
     }
 
     /// The fingerprint set the last checkpoint named, and a hash of its stored bytes; or an
@@ -210,5 +327,69 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             warn!(key = %key, error = %e, "cannot use the fingerprint set; writing every record in the window");
             (Fingerprints::empty(), None)
         })
+    }
+}
+
+/// A record judged against the fingerprints.
+fn judge(fps: &mut Fingerprints, rec: &crate::record::Record, judge: &Judge) -> Take {
+    if !judge.fingerprinting {
+        return Take::Write(None);
+    }
+    match fps.check(rec, judge.late_since, judge.skip_known) {
+        Verdict::Write { late } => Take::Write(late),
+        Verdict::Unchanged => Take::Known(false),
+        Verdict::Stale => Take::Known(true),
+    }
+}
+
+/// Locks `m`; a poisoned lock (a panic elsewhere) is still used: the data is plain.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Fetched {
+    /// The first slice read (the slices decide the cursor once all are read).
+    pub(super) fn of_slice(read: Read) -> Fetched {
+        let durable_max = read.durable_max();
+        Fetched {
+            stopped_early: false,
+            durable_max,
+            reason: None,
+            ..Fetched::of_stream(read, Fingerprints::empty())
+        }
+    }
+
+    /// Adds another slice's read.
+    pub(super) fn add(&mut self, read: Read) {
+        self.durable_max = self.durable_max.max(read.durable_max());
+        self.durable.add(read.durable);
+        self.counts.add(&read.counts);
+        self.max_lateness = self.max_lateness.max(read.max_lateness);
+    }
+
+    /// The result of reading the window as one stream: near the deadline, the cursor may
+    /// move only if the records arrived in ascending `updatedAt` order.
+    fn of_stream(read: Read, fps: Fingerprints) -> Fetched {
+        let (durable_max, reason) = if read.stopped_early && !read.ascending {
+            (
+                None,
+                Some("stopped at the deadline; the records did not arrive in ascending updatedAt order, so the cursor stays (the next run re-reads the window)".to_string()),
+            )
+        } else {
+            (read.durable_max(), None)
+        };
+        Fetched {
+            durable: read.durable,
+            fps,
+            loaded_hash: None,
+            previous_coverage: None,
+            counts: read.counts,
+            max_lateness: read.max_lateness,
+            synced_at: String::new(),
+            stopped_early: read.stopped_early,
+            durable_max,
+            reason,
+            done: Vec::new(),
+        }
     }
 }

@@ -39,6 +39,7 @@ use crate::window;
 mod commit;
 mod fetch;
 mod plan;
+mod slices;
 mod summary;
 mod writer;
 
@@ -57,6 +58,8 @@ pub struct Settings {
     /// Bound on the fingerprint set handed from run to run (0: no fingerprints: every
     /// record in the window is written, lateness is not measured).
     pub fingerprint_max: usize,
+    /// Time slices read at once when the source takes an upper bound (1: one stream).
+    pub fetch_concurrency: usize,
 }
 
 /// How long a lease lasts when the invocation has no deadline (the local mode): Lambda's

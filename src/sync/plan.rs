@@ -66,6 +66,14 @@ impl<'r> Job<'r> {
         self.req.state_override.or(self.stored.cursor)
     }
 
+    /// The ranges an earlier partial run completed, which this run need not read again: none
+    /// in a manual replay (an override, a rewind or another buffer reads everything).
+    pub(super) fn skip(&self) -> &'r [crate::window::Span] {
+        let manual =
+            self.req.state_override.is_some() || self.req.rewind || self.req.buffer.is_some();
+        if manual { &[] } else { &self.stored.done }
+    }
+
     /// How fetched records are judged in this run.
     pub(super) fn judge(&self, settings: &Settings) -> Judge {
         // A manual replay (an overridden state) writes everything it reads and measures no

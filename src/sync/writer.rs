@@ -3,8 +3,10 @@
 //! object counts (towards the cursor, the summary, the manifest) only once it is durable.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -15,26 +17,48 @@ use crate::format::Format;
 use crate::record::{Record, Rejected};
 use crate::sink::{Sink, put_once};
 
-/// Object writes that may be under way at once, besides the batch being filled. Writes
-/// overlap parsing (and each other: S3 latency, fsyncs), and memory stays bounded.
-const WRITES_IN_FLIGHT: usize = 4;
+/// Object writes that may be under way at once in a run (all slices together), besides the
+/// batches being filled. Writes overlap parsing (and each other: S3 latency, fsyncs), and
+/// memory stays bounded.
+pub(super) const WRITES_IN_FLIGHT: usize = 4;
 
-/// What a run has written so far, and the writes still under way.
-pub(super) struct Written<Si: Sink + Clone + 'static> {
-    pub(super) sink: Si,
-    pub(super) dry_run: bool,
-    format: Format,
-    pub(super) prefix: String,
-    pub(super) run_id: String,
-    pub(super) synced_at: String,
-    pub(super) data_parts: usize,
-    pub(super) rejected_parts: usize,
-    pending: VecDeque<Pending>,
+/// What is durable: the objects written (in the order they were started), their record
+/// counts, and the greatest `updatedAt` among their records.
+#[derive(Debug, Default)]
+pub(super) struct Durable {
     pub(super) objects: Vec<ObjectEntry>,
     pub(super) rejected: Vec<ObjectEntry>,
     pub(super) records: u64,
     pub(super) rejected_records: u64,
     pub(super) max_updated_at: Option<DateTime<Utc>>,
+}
+
+impl Durable {
+    /// Adds what another read of the same run made durable.
+    pub(super) fn add(&mut self, other: Durable) {
+        self.objects.extend(other.objects);
+        self.rejected.extend(other.rejected);
+        self.records += other.records;
+        self.rejected_records += other.rejected_records;
+        self.max_updated_at = self.max_updated_at.max(other.max_updated_at);
+    }
+}
+
+/// What one read (the run's window, or one slice of it) has written so far, and the writes
+/// still under way.
+pub(super) struct Written<Si: Sink + Clone + 'static> {
+    sink: Si,
+    dry_run: bool,
+    format: Format,
+    prefix: String,
+    name: String,
+    synced_at: String,
+    data_parts: usize,
+    rejected_parts: usize,
+    pending: VecDeque<Pending>,
+    /// Shared by the reads of one run: a write holds a permit until it is durable.
+    limit: Arc<Semaphore>,
+    pub(super) durable: Durable,
 }
 
 /// A write under way (`task` is `None` in a dry run). The task yields the key written,
@@ -48,29 +72,28 @@ struct Pending {
 
 impl<Si: Sink + Clone + 'static> Written<Si> {
     /// Nothing written yet: objects go under `prefix` (the sync id's folder), named after
-    /// `run_id`, their lines stamped `synced_at`; in a dry run nothing is written at all.
+    /// `name` (the run id, and the slice), their lines stamped `synced_at`; in a dry run
+    /// nothing is written at all. At most `limit`'s permits of writes are under way.
     pub(super) fn new(
         sink: Si,
         dry_run: bool,
         prefix: String,
-        run_id: String,
+        name: String,
         synced_at: String,
+        limit: Arc<Semaphore>,
     ) -> Self {
         Written {
             sink,
             dry_run,
             format: Format::default(),
             prefix,
-            run_id,
+            name,
             synced_at,
             data_parts: 0,
             rejected_parts: 0,
             pending: VecDeque::new(),
-            objects: Vec::new(),
-            rejected: Vec::new(),
-            records: 0,
-            rejected_records: 0,
-            max_updated_at: None,
+            limit,
+            durable: Durable::default(),
         }
     }
 
@@ -79,7 +102,7 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         let rel = format!(
             "{}{}-{:05}.{}",
             self.prefix,
-            self.run_id,
+            self.name,
             self.data_parts,
             self.format.extension()
         );
@@ -99,7 +122,7 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         let rel = format!(
             "{}_rejected/{}-{:05}.{}",
             self.prefix,
-            self.run_id,
+            self.name,
             self.rejected_parts,
             self.format.extension()
         );
@@ -122,11 +145,30 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
             self.complete_oldest().await?;
         }
         let key = self.sink.key(&rel);
-        let task = (!self.dry_run).then(|| {
+        let task = if self.dry_run {
+            None
+        } else {
+            // Another read's writes may hold every permit: they finish on their own.
+            let permit =
+                match self.limit.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if !self.pending.is_empty() {
+                            self.complete_oldest().await?;
+                        }
+                        self.limit.clone().acquire_owned().await.map_err(|_| {
+                            Error::sink(key.clone(), "the run's write limit was closed")
+                        })?
+                    }
+                };
             let sink = self.sink.clone();
             let content_type = self.format.content_type();
-            tokio::spawn(async move { put_once(&sink, &rel, encode().into(), content_type).await })
-        });
+            Some(tokio::spawn(async move {
+                let put = put_once(&sink, &rel, encode().into(), content_type).await;
+                drop(permit);
+                put
+            }))
+        };
         self.pending.push_back(Pending {
             task,
             entry: ObjectEntry { key, records },
@@ -150,9 +192,10 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
                 if !self.dry_run {
                     info!(key = %p.entry.key, records = p.entry.records, "wrote object");
                 }
-                self.max_updated_at = self.max_updated_at.max(max);
-                self.records += p.entry.records;
-                self.objects.push(p.entry);
+                let d = &mut self.durable;
+                d.max_updated_at = d.max_updated_at.max(max);
+                d.records += p.entry.records;
+                d.objects.push(p.entry);
                 if !self.dry_run {
                     failpoint::reached("object").await;
                 }
@@ -161,19 +204,19 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
                 if !self.dry_run {
                     warn!(key = %p.entry.key, records = p.entry.records, "wrote rejected records");
                 }
-                self.rejected_records += p.entry.records;
-                self.rejected.push(p.entry);
+                self.durable.rejected_records += p.entry.records;
+                self.durable.rejected.push(p.entry);
             }
         }
         Ok(())
     }
 
-    /// Waits for every write under way.
-    pub(super) async fn finish(&mut self) -> Result<()> {
+    /// Waits for every write under way; returns what is durable.
+    pub(super) async fn finish(mut self) -> Result<Durable> {
         while !self.pending.is_empty() {
             self.complete_oldest().await?;
         }
-        Ok(())
+        Ok(std::mem::take(&mut self.durable))
     }
 }
 

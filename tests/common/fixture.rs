@@ -179,8 +179,8 @@ pub enum Paging {
     LinkHeader(usize),
 }
 
-/// A fixture serving `records` like the playground: `updatedAt >= since` (parsed as RFC 3339),
-/// sorted by `updatedAt`, under `data`. Records are served as given (bad ones included).
+/// A fixture serving `records` like the playground: `updatedAt >= since` (parsed as RFC 3339)
+/// and, given `until`, `updatedAt < until`, sorted by `updatedAt`, under `data`. Records are served as given (bad ones included).
 pub fn records_api(records: Vec<Value>, paging: Paging) -> FixtureApi {
     shared_records_api(Arc::new(Mutex::new(records)), paging)
 }
@@ -194,17 +194,27 @@ pub fn shared_records_api(records: Arc<Mutex<Vec<Value>>>, paging: Paging) -> Fi
 /// `updatedAt` (ascending, or descending with `?order=desc` in the API URL).
 pub fn records_page(records: &[Value], paging: Paging, req: &Request) -> Response {
     {
-        let since = req.param("since").map(|s| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .expect("the fixture got an unparsable since")
-        });
+        let bound = |name: &str| {
+            req.param(name).map(|s| {
+                DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_else(|_| panic!("the fixture got an unparsable {name}"))
+            })
+        };
+        let (since, until) = (bound("since"), bound("until"));
         let mut sel: Vec<&Value> = records
             .iter()
-            .filter(|r| match (since, r["updatedAt"].as_str()) {
-                (None, _) => true,
-                (Some(s), Some(u)) => DateTime::parse_from_rfc3339(u).is_ok_and(|u| u >= s),
-                (Some(_), None) => true, // bad records always come back (the worst case)
+            .filter(|r| {
+                let at = r["updatedAt"]
+                    .as_str()
+                    .and_then(|u| DateTime::parse_from_rfc3339(u).ok());
+                match at {
+                    Some(u) => since.is_none_or(|s| u >= s) && until.is_none_or(|t| u < t),
+                    // Bad records come back on every request without an upper bound (the
+                    // worst case); with one, as in SQL, a row without a comparable
+                    // updatedAt is in no range.
+                    None => until.is_none(),
+                }
             })
             .collect();
         sel.sort_by_key(|r| r["updatedAt"].as_str().unwrap_or("").to_string());
@@ -233,7 +243,13 @@ pub fn records_page(records: &[Value], paging: Paging, req: &Request) -> Respons
             next = Some(format!("{}?{qs}", req.path));
         }
         let data: Vec<&Value> = sel[start..end].to_vec();
-        match paging {
+        // `?latency_ms=N` in the API URL: every page takes that long, like a real API.
+        let latency = std::time::Duration::from_millis(
+            req.param("latency_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        );
+        let response = match paging {
             Paging::BodyField(_) => Response::json(&json!({"data": data, "next": next})),
             Paging::LinkHeader(_) => {
                 let r = Response::json(&json!({"data": data}));
@@ -243,7 +259,8 @@ pub fn records_page(records: &[Value], paging: Paging, req: &Request) -> Respons
                 }
             }
             Paging::None => Response::json(&json!({"data": data})),
-        }
+        };
+        response.delayed(latency)
     }
 }
 

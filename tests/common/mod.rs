@@ -26,6 +26,32 @@ macro_rules! on_both_backends {
     };
 }
 
+/// [`on_both_backends`], and again with the window read in time slices (`API_UNTIL_PARAM`
+/// set, `FETCH_CONCURRENCY` 2 on the file backend and 8 on AWS): what holds for one stream
+/// holds for slices.
+#[allow(unused_macros)]
+macro_rules! on_both_backends_and_sliced {
+    ($($name:ident),* $(,)?) => {
+        on_both_backends!($($name),*);
+        mod file_sliced {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::common::sliced(2, super::$name(super::Kind::File)).await
+                }
+            )*
+        }
+        mod aws_sliced {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::common::sliced(8, super::$name(super::Kind::Aws)).await
+                }
+            )*
+        }
+    };
+}
+
 pub mod fixture;
 pub mod peers;
 pub mod replica;
@@ -208,6 +234,7 @@ impl Env {
             batch: BatchLimits::default(),
             deadline_margin: std::time::Duration::from_secs(30),
             fingerprint_max: 500_000,
+            fetch_concurrency: slices(),
         }
     }
 
@@ -464,7 +491,27 @@ impl Lake {
     }
 }
 
-/// An HTTP source for `url` with the defaults of the contract.
+thread_local! {
+    static SLICES: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
+}
+
+/// `FETCH_CONCURRENCY` of the test running on this thread (1: one stream): set by
+/// [`sliced`] around a test's body, read by [`source`] (which then sends `until`) and
+/// [`Env::settings`]. A test's body runs on its own thread (`block_on`).
+pub fn slices() -> usize {
+    SLICES.with(|s| s.get())
+}
+
+/// Runs `test` with its window read in `n` time slices at once.
+pub async fn sliced<F: std::future::Future>(n: usize, test: F) -> F::Output {
+    SLICES.with(|s| s.set(n));
+    let out = test.await;
+    SLICES.with(|s| s.set(1));
+    out
+}
+
+/// An HTTP source for `url` with the defaults of the contract (sending `until` in a
+/// [`sliced`] test).
 pub fn source(url: &str) -> HttpSource {
     source_with(url, |_| {})
 }
@@ -473,6 +520,9 @@ pub fn source_with(url: &str, tweak: impl FnOnce(&mut ApiConfig)) -> HttpSource 
     let mut api = Config::from_lookup(|k| (k == "API_URL").then(|| url.to_string()))
         .expect("config")
         .api;
+    if slices() > 1 {
+        api.until_param = Some("until".into());
+    }
     tweak(&mut api);
     HttpSource::new(api).expect("source")
 }
@@ -523,6 +573,7 @@ pub async fn commit<S: StateStore>(
                 run_id: owner,
                 invocation: Some(owner),
                 fingerprints: None,
+                done: &[],
             },
         )
         .await
