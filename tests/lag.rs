@@ -10,7 +10,8 @@
 //! * every lag ≤ buffer: no row is ever missed;
 //! * some lags > buffer: the same check finds the misses (so it can fail).
 //!
-//! Schedules come from fixed seeds (the test is deterministic); `LAG_SEED=N` adds one.
+//! Schedules come from fixed seeds (the test is deterministic); `LAG_SEED=N` adds one. Each
+//! property also holds with the window read in time slices (2, 3 and 8 at once).
 
 #[macro_use]
 mod common;
@@ -25,10 +26,25 @@ use replay_sync::RunRequest;
 use replay_sync::sync::Invocation;
 use serde_json::Value;
 
-on_both_backends!(
+on_both_backends_and_sliced!(
     no_row_is_missed_when_every_lag_fits_the_buffer,
     misses_are_detected_when_lags_exceed_the_buffer,
 );
+
+/// Two more concurrency levels, swapped between the backends.
+mod more_slices {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_row_is_missed_in_8_slices_on_files() {
+        common::sliced(8, no_row_is_missed_when_every_lag_fits_the_buffer(Kind::File)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_row_is_missed_in_3_slices_on_aws() {
+        common::sliced(3, no_row_is_missed_when_every_lag_fits_the_buffer(Kind::Aws)).await
+    }
+}
 
 /// A random schedule: run times, and the updates the primary takes.
 struct Schedule {
@@ -113,12 +129,16 @@ struct Outcome {
     written: u64,
     skipped: u64,
     changed_rows: u64,
+    /// Ranges read beyond the initial cut of each window: splits (with slices).
+    splits: usize,
 }
 
 async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> Outcome {
     let env = Env::new(kind).await;
     let sched = schedule(seed, max_lag);
-    let api = replica::api(sched.replica.clone(), 7);
+    // With slices, short pages: a slice spans several, so dense slices get split.
+    let per_page = if common::slices() > 1 { 2 } else { 7 };
+    let api = replica::api(sched.replica.clone(), per_page);
     let src = source(&api.url("/users"));
     let mut settings = env.settings();
     settings.buffer = buffer;
@@ -165,6 +185,19 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
         }
     }
     out.changed_rows = seen_versions.len() as u64;
+    if common::slices() > 1 {
+        // The windows were read in slices: ranges with an upper bound, and more ranges than
+        // a fixed cut gives (dense slices were split).
+        let reqs = api.requests();
+        let ranges: std::collections::BTreeSet<_> = reqs
+            .iter()
+            .filter(|r| r.param("page").is_none())
+            .map(|r| (r.param("since").map(str::to_string), r.param("until").map(str::to_string)))
+            .collect();
+        assert!(reqs.iter().any(|r| r.param("until").is_some()), "seed {seed}");
+        // Each run's window starts cut in `slices()`; more ranges were split off.
+        out.splits = ranges.len().saturating_sub(sched.runs.len() * common::slices());
+    }
     // The lake as a whole (not just what the summaries listed) gives the same view.
     let keys: Vec<String> = env
         .keys()
@@ -195,7 +228,7 @@ async fn no_row_is_missed_when_every_lag_fits_the_buffer(kind: Kind) {
         Kind::File => seeds(),
         Kind::Aws => seeds().into_iter().take(3).collect(),
     };
-    let (mut late, mut max_lateness) = (0, 0.0f64);
+    let (mut late, mut max_lateness, mut splits) = (0, 0.0f64, 0);
     for seed in seeds {
         let o = play(kind, seed, max_lag, buffer).await;
         assert!(o.misses.is_empty(), "seed {seed}: missed {:?}", o.misses);
@@ -206,6 +239,11 @@ async fn no_row_is_missed_when_every_lag_fits_the_buffer(kind: Kind) {
         );
         late += o.late;
         max_lateness = max_lateness.max(o.max_lateness);
+        splits += o.splits;
+    }
+    if common::slices() > 1 {
+        eprintln!("{} slices: {splits} splits", common::slices());
+        assert!(splits > 0, "dense slices were split");
     }
     assert!(late > 0, "the schedules do deliver rows late");
     assert!(

@@ -356,6 +356,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let mut shared = self.shared(job, fps, Some((&table, &notify)));
         shared.rejected_seen = Some(Mutex::default());
         let (shared, table_ref) = (&shared, &table);
+        // The run's clock (the invocation's, as the window's top is): when each slice opens.
+        let started = Deadline::now();
+        let now = || job.started_at + TimeDelta::from_std(started.elapsed()).unwrap_or_default();
         let mut running = FuturesUnordered::new();
         let mut merged: Option<Fetched> = None;
         let (mut stopped, mut out_of_order) = (false, false);
@@ -365,9 +368,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             stopped |= near;
             while !near && running.len() < slots {
                 let mut t = lock(table_ref);
-                let mut next = t.start_next(Utc::now());
+                let mut next = t.start_next(now());
                 if next.is_none() && !running.is_empty() && t.split(slots - running.len()) {
-                    next = t.start_next(Utc::now());
+                    next = t.start_next(now());
                 }
                 let Some(id) = next else { break };
                 let (since, until) = t.range(id);

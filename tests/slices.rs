@@ -1,0 +1,298 @@
+//! Time slices at their edges, on both backends: rows stamped exactly on a boundary, equal
+//! timestamps across a split, empty slices, a slice whose API keeps failing, and a deadline
+//! with slices half done followed by the run that fills the hole.
+
+#[macro_use]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use common::fixture::{self, FixtureApi, Paging, Response, user};
+use common::{Env, Kind, ts};
+use replay_sync::sync::Invocation;
+use replay_sync::window::Span;
+use replay_sync::{RunRequest, Settings, Status};
+use serde_json::Value;
+
+on_both_backends!(
+    rows_on_slice_boundaries_are_read_once,
+    equal_timestamps_across_a_split_stay_whole,
+    a_failing_slice_fails_the_run_and_the_cursor_stays,
+    a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes,
+);
+
+/// A source sending `until`, and settings reading `n` slices at once.
+fn sliced(env: &Env, url: &str, n: usize) -> (replay_sync::source::http::HttpSource, Settings) {
+    let src = common::source_with(url, |a| {
+        a.until_param = Some("until".into());
+        a.max_attempts = 2;
+    });
+    let settings = Settings {
+        fetch_concurrency: n,
+        ..env.settings()
+    };
+    (src, settings)
+}
+
+/// An invocation that started at `at` (the window's top), with `remaining` before its
+/// deadline.
+fn started_at(at: &str, remaining: Option<Duration>) -> Invocation {
+    Invocation {
+        request_id: Invocation::random_id(),
+        started_at: ts(at),
+        deadline: remaining.map(|r| tokio::time::Instant::now() + r),
+        lease_until: ts(at) + TimeDelta::minutes(15),
+    }
+}
+
+async fn seed(env: &Env, cursor: &str) {
+    let c = common::commit(&env.state, &env.sync_id, Some(ts(cursor)), "seed").await;
+    assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
+}
+
+/// Every data line in the lake, per id.
+async fn lines_per_id(env: &Env) -> HashMap<String, usize> {
+    let keys: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".jsonl") && !k.contains("/_"))
+        .collect();
+    let mut per_id = HashMap::new();
+    for l in env.lines(&keys).await {
+        *per_id
+            .entry(l["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    per_id
+}
+
+/// The `(since, until)` of each range the API was asked for (first pages only).
+fn ranges(api: &FixtureApi) -> Vec<(Option<String>, Option<String>)> {
+    api.requests()
+        .iter()
+        .filter(|r| r.param("page").is_none())
+        .map(|r| {
+            (
+                r.param("since").map(str::to_string),
+                r.param("until").map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+async fn rows_on_slice_boundaries_are_read_once(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T10:00:00Z").await;
+    // The window [08:00, 12:00) in four slices: boundaries at 09:00, 10:00 and 11:00.
+    let stamps = [
+        "2024-01-15T08:00:00Z",
+        "2024-01-15T08:59:59.999Z",
+        "2024-01-15T09:00:00Z",
+        "2024-01-15T09:00:00.500Z",
+        "2024-01-15T10:00:00Z",
+        "2024-01-15T10:59:59Z",
+        "2024-01-15T11:00:00Z",
+        "2024-01-15T12:00:00Z",
+        "2024-01-15T12:30:00Z",
+    ];
+    let records: Vec<Value> = stamps
+        .iter()
+        .enumerate()
+        .map(|(i, t)| user(&format!("b{i}"), t))
+        .collect();
+    let api = fixture::records_api(records, Paging::LinkHeader(2));
+    let (src, settings) = sliced(&env, &api.url("/x"), 4);
+
+    let inv = started_at("2024-01-15T12:00:00Z", None);
+    let s = env
+        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+        .await
+        .unwrap();
+
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(
+        s.counts.records_fetched,
+        stamps.len() as u64,
+        "every row read by exactly one slice"
+    );
+    assert_eq!(s.counts.records_written, stamps.len() as u64);
+    let per_id = lines_per_id(&env).await;
+    assert_eq!(per_id.len(), stamps.len());
+    assert!(per_id.values().all(|&n| n == 1), "{per_id:?}");
+    let asked = ranges(&api);
+    for (since, until) in [
+        ("2024-01-15T08:00:00Z", Some("2024-01-15T09:00:00Z")),
+        ("2024-01-15T09:00:00Z", Some("2024-01-15T10:00:00Z")),
+        ("2024-01-15T10:00:00Z", Some("2024-01-15T11:00:00Z")),
+        // The top slice is open: rows stamped after the run started are written too.
+        ("2024-01-15T11:00:00Z", None),
+    ] {
+        assert!(
+            asked.contains(&(Some(since.into()), until.map(str::to_string))),
+            "{since}..{until:?} in {asked:?}"
+        );
+    }
+    // The cursor: the newest row, but never past the run's start.
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T12:00:00Z"));
+}
+
+async fn equal_timestamps_across_a_split_stay_whole(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T10:00:00Z").await;
+    // Every row in the first minutes of a 4-hour window, 30 on each of three seconds; five a
+    // page, each page taking 20 ms: the first slice is dense, the other three are empty and
+    // split it.
+    let records: Vec<Value> = (0..90)
+        .map(|i| user(&format!("e{i:02}"), &format!("2024-01-15T08:10:0{}Z", i / 30)))
+        .collect();
+    let api = fixture::records_api(records, Paging::LinkHeader(5));
+    let (src, settings) = sliced(&env, &api.url("/x?latency_ms=20"), 4);
+
+    let inv = started_at("2024-01-15T12:00:00Z", None);
+    let s = env
+        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+        .await
+        .unwrap();
+
+    assert_eq!(s.status, Status::Completed);
+    assert_eq!(s.counts.records_fetched, 90, "no row read twice: {s:?}");
+    assert_eq!(s.counts.records_written, 90);
+    let per_id = lines_per_id(&env).await;
+    assert_eq!(per_id.len(), 90);
+    assert!(per_id.values().all(|&n| n == 1));
+    assert_eq!(
+        s.new_cursor.as_deref(),
+        Some("2024-01-15T10:00:00Z"),
+        "the rows were in the buffer: the cursor never moves back"
+    );
+    // The dense slice was split: ranges beyond the initial four were read, each starting
+    // on a whole second after what its slice had read.
+    let asked = ranges(&api);
+    assert!(asked.len() > 4, "{asked:?}");
+    let initial = ["08", "09", "10", "11"].map(|h| format!("2024-01-15T{h}:00:00Z"));
+    assert!(
+        asked
+            .iter()
+            .any(|(since, _)| since.as_ref().is_some_and(|s| !initial.contains(s))),
+        "{asked:?}"
+    );
+}
+
+async fn a_failing_slice_fails_the_run_and_the_cursor_stays(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T10:00:00Z").await;
+    let records: Vec<Value> = ["08:30", "09:30", "10:30", "11:30"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| user(&format!("f{i}"), &format!("2024-01-15T{t}:00Z")))
+        .collect();
+    let broken = Arc::new(AtomicBool::new(true));
+    let b = broken.clone();
+    let api = FixtureApi::start(move |req, _| {
+        if b.load(Ordering::SeqCst) && req.param("since") == Some("2024-01-15T10:00:00Z") {
+            return Response::raw(503, r#"{"error": "replica unavailable"}"#);
+        }
+        fixture::records_page(&records, Paging::LinkHeader(10), req)
+    });
+    let (src, settings) = sliced(&env, &api.url("/x"), 4);
+
+    let inv = started_at("2024-01-15T12:00:00Z", None);
+    let err = env
+        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "UpstreamHttpError", "{err}");
+    let state = env.state().await;
+    assert_eq!(state.cursor, Some(ts("2024-01-15T10:00:00Z")), "below the hole");
+    assert_eq!(state.version, 1, "nothing checkpointed");
+    assert_eq!(state.lease, None, "the failed run let go of the lease");
+
+    // The API recovers: the next run reads the whole window again and completes.
+    broken.store(false, Ordering::SeqCst);
+    let inv = started_at("2024-01-15T12:00:00Z", None);
+    let s = env
+        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed);
+    let per_id = lines_per_id(&env).await;
+    assert_eq!(per_id.len(), 4, "{per_id:?}");
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T11:30:00Z"));
+}
+
+async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T10:00:00Z").await;
+    // A backlog: the window [08:00, 2024-01-16T00:00) in four slices of four hours.
+    let records: Vec<Value> = ["15T08:30", "15T13:00", "15T17:00", "15T21:00", "15T23:00"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| user(&format!("h{i}"), &format!("2024-01-{t}:00Z")))
+        .collect();
+    // The first slice's range answers slowly in the first run: it misses the deadline.
+    let slow = Arc::new(AtomicBool::new(true));
+    let s2 = slow.clone();
+    let api = FixtureApi::start(move |req, _| {
+        let r = fixture::records_page(&records, Paging::LinkHeader(10), req);
+        if s2.load(Ordering::SeqCst) && req.param("since") == Some("2024-01-15T08:00:00Z") {
+            r.delayed(Duration::from_secs(4))
+        } else {
+            r
+        }
+    });
+    let (src, settings) = sliced(&env, &api.url("/x"), 4);
+
+    let inv = started_at("2024-01-16T00:00:00Z", Some(Duration::from_millis(1500)));
+    let first = env
+        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+        .await
+        .unwrap();
+    assert_eq!(first.status, Status::Partial, "{first:?}");
+    assert!(
+        first.reason.as_deref().unwrap_or("").contains("skip"),
+        "{first:?}"
+    );
+    assert_eq!(first.counts.records_written, 4, "the three fast slices' rows");
+    let state = env.state().await;
+    assert_eq!(
+        state.cursor,
+        Some(ts("2024-01-15T10:00:00Z")),
+        "the cursor waits below the unread slice"
+    );
+    // Done beyond the gap: [12:00, 22:00) — the top slice is kept only up to the buffer
+    // (2 h) before it was read, as rows within the buffer may still arrive there.
+    assert_eq!(
+        state.done,
+        [Span {
+            since: ts("2024-01-15T12:00:00Z"),
+            until: ts("2024-01-15T22:00:00Z"),
+        }]
+    );
+
+    slow.store(false, Ordering::SeqCst);
+    let before = api.requests().len();
+    let inv = started_at("2024-01-16T00:10:00Z", None);
+    let second = env
+        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+        .await
+        .unwrap();
+    assert_eq!(second.status, Status::Completed, "{second:?}");
+    let later = &api.requests()[before..];
+    assert!(!later.is_empty());
+    for r in later {
+        let since = r.param("since").map(ts);
+        assert!(
+            since.is_none_or(|s| s < ts("2024-01-15T12:00:00Z") || s >= ts("2024-01-15T22:00:00Z")),
+            "the done range is not read again: {:?}",
+            r.target
+        );
+    }
+    assert_eq!(lines_per_id(&env).await.len(), 5, "every row is in the lake");
+    assert_eq!(second.new_cursor.as_deref(), Some("2024-01-15T23:00:00Z"));
+    assert!(env.state().await.done.is_empty(), "nothing left to skip");
+}
