@@ -160,57 +160,28 @@ fn sync_with(
     dir: &std::path::Path,
     extra: &[(&str, &str)],
 ) -> (Duration, u64, serde_json::Value) {
-    let t0 = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replay-sync"))
-        .arg("invoke")
-        .env_clear()
-        .env("API_URL", format!("http://127.0.0.1:{port}/records?page=0"))
-        .env("API_NEXT_PAGE_FIELD", "next")
-        .env(
-            "STATE_STORE",
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "API_URL".into(),
+            format!("http://127.0.0.1:{port}/records?page=0"),
+        ),
+        ("API_NEXT_PAGE_FIELD".into(), "next".into()),
+        (
+            "STATE_STORE".into(),
             format!("file://{}/state.json", dir.display()),
-        )
-        .env("OUTPUT", format!("file://{}/out", dir.display()))
-        .env("RUST_LOG", "warn")
-        // Tuning knobs for experiments pass through.
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("BATCH_") || k.starts_with("MALLOC_")))
-        .envs(std::env::vars().filter(|(k, _)| k == "FINGERPRINT_MAX"))
-        .envs(extra.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        // The metrics line and warnings: shown only if the run fails.
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let mut peak_kib = 0u64;
-    while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path)
-            && status
-                .lines()
-                .next()
-                .is_some_and(|l| l.ends_with("replay-sync"))
-        {
-            let hwm = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0);
-            peak_kib = peak_kib.max(hwm);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let elapsed = t0.elapsed();
-    let text = reader.join().unwrap();
-    let log = log.join().unwrap();
-    (
-        elapsed,
-        peak_kib,
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{log}")),
-    )
+        ),
+        ("OUTPUT".into(), format!("file://{}/out", dir.display())),
+    ];
+    // Tuning knobs for experiments pass through.
+    env.extend(std::env::vars().filter(|(k, _)| {
+        k.starts_with("BATCH_") || k.starts_with("MALLOC_") || k == "FINGERPRINT_MAX"
+    }));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    common::invoke(env_key_values(&env))
+}
+
+fn env_key_values(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn main() {

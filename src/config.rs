@@ -33,6 +33,18 @@ pub struct BatchLimits {
     pub max_bytes: usize,
 }
 
+impl BatchLimits {
+    /// The limits of each of `n` batches filled at once (time slices): together they hold
+    /// no more than one batch of these limits would, so memory does not grow with `n`.
+    pub fn shared_by(self, n: usize) -> BatchLimits {
+        let n = n.max(1);
+        BatchLimits {
+            max_records: (self.max_records / n).max(1),
+            max_bytes: (self.max_bytes / n).max(1),
+        }
+    }
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
@@ -473,6 +485,17 @@ mod tests {
         .unwrap();
         assert_eq!(sliced.api.until_param.as_deref(), Some("updated_before"));
         assert_eq!(sliced.fetch_concurrency, 8);
+        let each = BatchLimits::default().shared_by(4);
+        assert_eq!((each.max_records, each.max_bytes), (2_500, 2 * 1024 * 1024));
+        assert_eq!(
+            BatchLimits {
+                max_records: 3,
+                max_bytes: 3
+            }
+            .shared_by(8)
+            .max_records,
+            1
+        );
     }
 
     #[test]

@@ -151,6 +151,51 @@ impl Fingerprints {
             .min(max.saturating_add(max / 4));
     }
 
+    /// [`Fingerprints::bound`] for a run read in slices, out of `updatedAt` order: besides
+    /// what lies at or above `floor`, the entries within `band` (`[low, high]`: the part of
+    /// the overlap the slices have still to read, where the loaded entries are) are kept.
+    /// Coverage shrinks to `floor` as with `bound`: rows below it are then neither skipped
+    /// nor called late by the next run, only written again.
+    pub fn bound_sliced(
+        &mut self,
+        floor: Option<DateTime<Utc>>,
+        band: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        max: usize,
+    ) {
+        if self.map.len() <= self.next_bound.max(MIN_BOUND) {
+            return;
+        }
+        if let Some(floor) = floor {
+            let f = floor.timestamp_millis();
+            let (low, high) = (
+                band.0.map_or(i64::MIN, |t| t.timestamp_millis()),
+                band.1.map_or(i64::MIN, |t| t.timestamp_millis()),
+            );
+            self.map.retain(|_, fp| {
+                fp.updated_ms >= f || (fp.updated_ms >= low && fp.updated_ms <= high)
+            });
+            self.dropped_below = Some(self.dropped_below.map_or(f, |d| d.max(f)));
+        }
+        if self.map.len() > max {
+            let cut = self.cut(max);
+            self.dropped_below = Some(self.dropped_below.map_or(cut + 1, |d| d.max(cut + 1)));
+        }
+        self.next_bound = self
+            .map
+            .len()
+            .saturating_mul(2)
+            .min(max.saturating_add(max / 4));
+    }
+
+    /// The newest `updatedAt` in the set.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.map
+            .values()
+            .map(|fp| fp.updated_ms)
+            .max()
+            .and_then(DateTime::from_timestamp_millis)
+    }
+
     /// Keeps the newest `max` entries (strictly newer than the first that does not fit, so
     /// that a timestamp is either wholly in or wholly out); returns that first timestamp.
     fn cut(&mut self, max: usize) -> i64 {
@@ -432,5 +477,36 @@ mod tests {
         );
         assert!(Fingerprints::decode(b"nonsense").is_err());
         assert!(Fingerprints::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_sliced_bound_keeps_the_overlap_still_to_be_read() {
+        let mut fps = Fingerprints::empty();
+        let base = ts("2024-01-01T00:00:00Z");
+        // 20,000 rows, one a minute: beyond what bounds leave alone.
+        for i in 0..20_000i64 {
+            let t = crate::window::format_ts(base + TimeDelta::minutes(i));
+            let _ = fps.check(&rec(&format!("r{i}"), &t, ""), None, true);
+        }
+        assert_eq!(fps.newest(), Some(base + TimeDelta::minutes(19_999)));
+        let floor = base + TimeDelta::minutes(19_000);
+        let band = (
+            Some(base + TimeDelta::minutes(100)),
+            Some(base + TimeDelta::minutes(199)),
+        );
+        fps.bound_sliced(Some(floor), band, 500_000);
+        assert_eq!(fps.len(), 1_000 + 100, "above the floor, and the band");
+        // The band's entries still skip their rows.
+        let t = crate::window::format_ts(base + TimeDelta::minutes(150));
+        assert_eq!(
+            fps.check(&rec("r150", &t, ""), None, true),
+            Verdict::Unchanged
+        );
+        let t = crate::window::format_ts(base + TimeDelta::minutes(50));
+        assert_eq!(
+            fps.check(&rec("r50", &t, ""), None, true),
+            Verdict::Write { late: None },
+            "below the floor, outside the band: forgotten (written again)"
+        );
     }
 }

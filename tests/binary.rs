@@ -478,3 +478,51 @@ fn version_is_printed() {
         format!("replay-sync {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn slices_are_configured_from_the_environment() {
+    // 60 users over two days, 5 a page: with API_UNTIL_PARAM and FETCH_CONCURRENCY=3 the
+    // window is read in ranges with an upper bound, and every user lands once.
+    let records: Vec<Value> = (0..60)
+        .map(|i| {
+            common::fixture::user(
+                &format!("s{i:02}"),
+                &format!("2024-01-{:02}T{:02}:00:00Z", 14 + i / 24, i % 24),
+            )
+        })
+        .collect();
+    let api = common::fixture::records_api(records, common::fixture::Paging::LinkHeader(5));
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("API_URL", api.url("/users")),
+        ("API_UNTIL_PARAM", "until".to_string()),
+        ("FETCH_CONCURRENCY", "3".to_string()),
+    ];
+    let out = run(dir.path(), &env, &["invoke"]);
+    let s = summary(&out);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["records_fetched"], 60);
+    assert_eq!(
+        count_lines(&dir.path().join(".replay-sync/output/user")),
+        60
+    );
+    let bounded = api
+        .requests()
+        .iter()
+        .filter(|r| r.param("until").is_some())
+        .count();
+    assert!(bounded > 0, "ranges with an upper bound were read");
+    // A first sync starts as one open slice: after its first page, the rest is split off
+    // and read in ranges; slices name their objects after their start.
+    let keys: Vec<String> = std::fs::read_dir(dir.path().join(".replay-sync/output/user"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("000000000000-full-start-")),
+        "{keys:?}"
+    );
+}

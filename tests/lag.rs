@@ -37,12 +37,20 @@ mod more_slices {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_row_is_missed_in_8_slices_on_files() {
-        common::sliced(8, no_row_is_missed_when_every_lag_fits_the_buffer(Kind::File)).await
+        common::sliced(
+            8,
+            no_row_is_missed_when_every_lag_fits_the_buffer(Kind::File),
+        )
+        .await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_row_is_missed_in_3_slices_on_aws() {
-        common::sliced(3, no_row_is_missed_when_every_lag_fits_the_buffer(Kind::Aws)).await
+        common::sliced(
+            3,
+            no_row_is_missed_when_every_lag_fits_the_buffer(Kind::Aws),
+        )
+        .await
     }
 }
 
@@ -192,11 +200,21 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
         let ranges: std::collections::BTreeSet<_> = reqs
             .iter()
             .filter(|r| r.param("page").is_none())
-            .map(|r| (r.param("since").map(str::to_string), r.param("until").map(str::to_string)))
+            .map(|r| {
+                (
+                    r.param("since").map(str::to_string),
+                    r.param("until").map(str::to_string),
+                )
+            })
             .collect();
-        assert!(reqs.iter().any(|r| r.param("until").is_some()), "seed {seed}");
+        assert!(
+            reqs.iter().any(|r| r.param("until").is_some()),
+            "seed {seed}"
+        );
         // Each run's window starts cut in `slices()`; more ranges were split off.
-        out.splits = ranges.len().saturating_sub(sched.runs.len() * common::slices());
+        out.splits = ranges
+            .len()
+            .saturating_sub(sched.runs.len() * common::slices());
     }
     // The lake as a whole (not just what the summaries listed) gives the same view.
     let keys: Vec<String> = env

@@ -625,10 +625,10 @@ async fn batches_are_bounded_and_deduplicated(kind: Kind) {
     let api = fixture::records_api(records, Paging::None);
     let src = source(&api.url("/x"));
     let mut settings = env.settings();
-    settings.batch = BatchLimits {
+    settings.batch = common::per_slice(BatchLimits {
         max_records: 10,
         max_bytes: 1 << 20,
-    };
+    });
 
     let s = env
         .run_with(&src, &settings, &RunRequest::scheduled())
@@ -712,10 +712,10 @@ async fn failed_checkpoint_then_retry_rewrites_the_same_keys(kind: Kind) {
     let api = fixture::records_api(records, Paging::None);
     let src = source(&api.url("/x"));
     let mut settings = env.settings();
-    settings.batch = BatchLimits {
+    settings.batch = common::per_slice(BatchLimits {
         max_records: 5,
         max_bytes: 1 << 20,
-    };
+    });
     // The first checkpoint fails (a storage error), like a throttled table.
     let failed = std::sync::atomic::AtomicBool::new(false);
     let flaky = BeforeCheckpoint {
@@ -782,10 +782,10 @@ async fn failure_mid_run_keeps_the_cursor(kind: Kind) {
     });
     let src = common::source_with(&api.url("/x"), |a| a.next_page_field = Some("next".into()));
     let mut settings = env.settings();
-    settings.batch = BatchLimits {
+    settings.batch = common::per_slice(BatchLimits {
         max_records: 1,
         max_bytes: 1 << 20,
-    };
+    });
 
     let err = env
         .run_with(&src, &settings, &RunRequest::scheduled())
@@ -838,7 +838,7 @@ async fn out_of_order_records_hold_the_cursor_when_stopping_early(kind: Kind) {
     });
     let src = source(&api.url("/x?order=desc"));
     let mut settings = env.settings();
-    settings.batch.max_records = 20;
+    settings.batch.max_records = 20 * common::slices();
 
     // The invocation has 1.5 s: it stops early with some records written.
     let short =
@@ -970,10 +970,10 @@ async fn objects_are_durable_before_the_manifest_and_the_checkpoint(kind: Kind) 
     let api = fixture::records_api(records, Paging::None);
     let src = source(&api.url("/x"));
     let mut settings = env.settings();
-    settings.batch = BatchLimits {
+    settings.batch = common::per_slice(BatchLimits {
         max_records: 2,
         max_bytes: 1 << 20,
-    };
+    });
     let journal = Journal::default();
     let sink = JournalSink {
         inner: env.sink.clone(),

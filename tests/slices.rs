@@ -148,7 +148,12 @@ async fn equal_timestamps_across_a_split_stay_whole(kind: Kind) {
     // page, each page taking 20 ms: the first slice is dense, the other three are empty and
     // split it.
     let records: Vec<Value> = (0..90)
-        .map(|i| user(&format!("e{i:02}"), &format!("2024-01-15T08:10:0{}Z", i / 30)))
+        .map(|i| {
+            user(
+                &format!("e{i:02}"),
+                &format!("2024-01-15T08:10:0{}Z", i / 30),
+            )
+        })
         .collect();
     let api = fixture::records_api(records, Paging::LinkHeader(5));
     let (src, settings) = sliced(&env, &api.url("/x?latency_ms=20"), 4);
@@ -208,7 +213,11 @@ async fn a_failing_slice_fails_the_run_and_the_cursor_stays(kind: Kind) {
         .unwrap_err();
     assert_eq!(err.kind(), "UpstreamHttpError", "{err}");
     let state = env.state().await;
-    assert_eq!(state.cursor, Some(ts("2024-01-15T10:00:00Z")), "below the hole");
+    assert_eq!(
+        state.cursor,
+        Some(ts("2024-01-15T10:00:00Z")),
+        "below the hole"
+    );
     assert_eq!(state.version, 1, "nothing checkpointed");
     assert_eq!(state.lease, None, "the failed run let go of the lease");
 
@@ -257,7 +266,10 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
         first.reason.as_deref().unwrap_or("").contains("skip"),
         "{first:?}"
     );
-    assert_eq!(first.counts.records_written, 4, "the three fast slices' rows");
+    assert_eq!(
+        first.counts.records_written, 4,
+        "the three fast slices' rows"
+    );
     let state = env.state().await;
     assert_eq!(
         state.cursor,
@@ -292,7 +304,11 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
             r.target
         );
     }
-    assert_eq!(lines_per_id(&env).await.len(), 5, "every row is in the lake");
+    assert_eq!(
+        lines_per_id(&env).await.len(),
+        5,
+        "every row is in the lake"
+    );
     assert_eq!(second.new_cursor.as_deref(), Some("2024-01-15T23:00:00Z"));
     assert!(env.state().await.done.is_empty(), "nothing left to skip");
 }

@@ -138,6 +138,8 @@ fn function_is_least_privilege_and_sized_by_parameters() {
     for v in [
         "API_URL",
         "API_SINCE_PARAM",
+        "API_UNTIL_PARAM",
+        "FETCH_CONCURRENCY",
         "API_RECORDS_FIELD",
         "API_NEXT_PAGE_FIELD",
         "BUFFER_HOURS",
@@ -154,6 +156,19 @@ fn function_is_least_privilege_and_sized_by_parameters() {
         vars["OUTPUT"]
             .to_string()
             .contains("s3://${OutputBucket}/${OutputPrefix}")
+    );
+
+    // Slices: off unless the API's upper bound is named; the concurrency bounded as the
+    // function's configuration bounds it.
+    assert_eq!(t["Parameters"]["ApiUntilParam"]["Default"], "");
+    let fc = &t["Parameters"]["FetchConcurrency"];
+    assert_eq!(
+        (
+            fc["Default"].as_u64(),
+            fc["MinValue"].as_u64(),
+            fc["MaxValue"].as_u64()
+        ),
+        (Some(4), Some(1), Some(64))
     );
 
     // An EventBridge rule delivers the standard Scheduled Event, at a rate set by parameter.

@@ -3,15 +3,22 @@
 /// Record `i` of the benchmark data: ~341 bytes, user-like fields, one `updatedAt` a
 /// second from 2024-02-01T00:00:00Z, so that records come in ascending order (for the first
 /// 2.4 million).
+#[allow(dead_code)]
 pub fn record(i: usize) -> String {
     let (h, m, s) = ((i / 3600) % 24, (i / 60) % 60, i % 60);
     let day = 1 + (i / 86_400) % 28;
+    record_at(i, &format!("2024-02-{day:02}T{h:02}:{m:02}:{s:02}Z"))
+}
+
+/// Record `i` stamped `updated_at`.
+#[allow(dead_code)]
+pub fn record_at(i: usize, updated_at: &str) -> String {
     format!(
         concat!(
             r#"{{"id":"u{:010}","name":"Person Number {}","email":"person.{}@example.com","#,
             r#""address":"{} Example Street, Apt {}\nSpringfield, IL 62704","company":"Example Holdings Ltd","#,
             r#""job":"Senior Quantity Surveyor","score":{}.{:03},"active":true,"tags":["alpha","beta"],"#,
-            r#""createdAt":"2024-01-01T00:00:00Z","updatedAt":"2024-02-{:02}T{:02}:{:02}:{:02}Z"}}"#
+            r#""createdAt":"2024-01-01T00:00:00Z","updatedAt":"{}"}}"#
         ),
         i,
         i,
@@ -20,9 +27,58 @@ pub fn record(i: usize) -> String {
         i % 97,
         i % 100_000,
         i % 1000,
-        day,
-        h,
-        m,
-        s
+        updated_at
+    )
+}
+
+/// Runs the real release binary's `replay-sync invoke` with exactly `env` (and `RUST_LOG=warn`);
+/// returns (elapsed, peak RSS in KiB, the summary).
+///
+/// Peak RSS is the child's own `VmHWM`, polled from /proc once it runs our binary:
+/// `wait4`'s `ru_maxrss` would also count the moments between fork and exec, when the child
+/// still shares this process's pre-built pages.
+#[allow(dead_code)]
+pub fn invoke(env: Vec<(&str, &str)>) -> (std::time::Duration, u64, serde_json::Value) {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replay-sync"))
+        .arg("invoke")
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        // The metrics line and warnings: shown only if the run fails.
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && status
+                .lines()
+                .next()
+                .is_some_and(|l| l.ends_with("replay-sync"))
+        {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(hwm);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = t0.elapsed();
+    let text = reader.join().unwrap();
+    let log = log.join().unwrap();
+    (
+        elapsed,
+        peak_kib,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{log}")),
     )
 }

@@ -7,6 +7,8 @@
 //! judged against the one fingerprint set of the run.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -93,6 +95,10 @@ pub(super) struct Shared<'t> {
     /// The slices, when the window is read in slices: a read checks its slice's end (which
     /// a split may move down) and reports its progress there.
     pub(super) slices: Option<(&'t Mutex<Table>, &'t Notify)>,
+    /// The newest `updatedAt` of the fingerprint set as loaded.
+    pub(super) loaded_newest: Option<DateTime<Utc>>,
+    /// The greatest `updatedAt` any read of the run has seen (milliseconds).
+    pub(super) seen_max: AtomicI64,
     /// With slices: the rejected rows already set aside (an API may return a row without a
     /// comparable `updatedAt` to every slice; it is one row).
     pub(super) rejected_seen: Option<Mutex<HashSet<u128>>>,
@@ -155,6 +161,8 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             stop_at: job.stop_at(self.settings),
             limit: Arc::new(Semaphore::new(WRITES_IN_FLIGHT)),
             slices,
+            seen_max: AtomicI64::new(i64::MIN),
+            loaded_newest: None,
             rejected_seen: None,
         }
     }
@@ -171,10 +179,15 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             window::format_millis(job.started_at),
             sh.limit.clone(),
         );
-        let mut batcher = Batcher::new(settings.batch);
+        // Slices fill their batches at once: each gets its share of the limits.
+        let limits = match sh.slices {
+            Some(_) => settings.batch.shared_by(settings.fetch_concurrency),
+            None => settings.batch,
+        };
+        let mut batcher = Batcher::new(limits);
         let mut rejected: Vec<Rejected> = Vec::new();
         let mut r = Read::empty();
-        let mut last_seen: Option<DateTime<Utc>> = None;
+        let (mut first_seen, mut last_seen): (Option<DateTime<Utc>>, _) = (None, None);
         let mut takes: Vec<Take> = Vec::new();
         let mut reader = self.source.open(range.since, range.until, job.inv.deadline);
         let mut page_records = 0u64;
@@ -210,6 +223,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                                 r.ascending = false;
                             }
                             last_seen = last_seen.max(Some(rec.updated_at));
+                            first_seen = first_seen.or(Some(rec.updated_at));
                             judge(&mut fps, rec, &sh.judge)
                         }
                         Entry::Rejected(_) => Take::Reject,
@@ -217,16 +231,29 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     takes.push(take);
                 }
                 if sh.judge.fingerprinting {
-                    // The final cursor will be at least this: older fingerprints are not
-                    // needed (out of order, as slices are, only the stored cursor is sure).
-                    let seen = last_seen.filter(|_| range.slice.is_none());
+                    // The final cursor will be at least the newest row read (of any slice)
+                    // if the run completes: older fingerprints are not needed then. (A run
+                    // that stops early may checkpoint less; dropping costs it rewrites only.)
+                    let seen = match (range.slice, last_seen) {
+                        (Some(_), Some(l)) => {
+                            let ms = sh.seen_max.fetch_max(l.timestamp_millis(), Relaxed);
+                            DateTime::from_timestamp_millis(ms.max(l.timestamp_millis()))
+                        }
+                        _ => last_seen,
+                    };
                     let floor = seen
                         .map(|t| t.min(job.started_at))
                         .max(job.stored.cursor.filter(|_| !job.req.rewind));
-                    fps.bound(
-                        window::since(floor, settings.buffer),
-                        settings.fingerprint_max,
-                    );
+                    let floor = window::since(floor, settings.buffer);
+                    match sh.slices {
+                        None => fps.bound(floor, settings.fingerprint_max),
+                        Some((t, _)) => {
+                            // What the slices have still to read of the overlap is kept.
+                            let low = lock(t).low().unwrap_or(Some(DateTime::<Utc>::MAX_UTC));
+                            let band = (low, sh.loaded_newest);
+                            fps.bound_sliced(floor, band, settings.fingerprint_max);
+                        }
+                    }
                 }
             }
             page_records += chunk.entries.len() as u64;
@@ -263,7 +290,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                             continue;
                         }
                         rejected.push(rej);
-                        if rejected.len() >= settings.batch.max_records {
+                        if rejected.len() >= limits.max_records {
                             written.rejected(std::mem::take(&mut rejected)).await?;
                         }
                     }
@@ -281,7 +308,8 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 );
                 page_records = 0;
                 if let (Some(id), Some((t, notify))) = (range.slice, sh.slices) {
-                    lock(t).progress(id, last_seen, r.counts.pages, r.ascending, end.more);
+                    let read = (first_seen, last_seen);
+                    lock(t).progress(id, read, r.counts.pages, r.ascending, end.more);
                     notify.notify_one();
                 }
             }

@@ -178,20 +178,19 @@ impl Table {
         Some(id)
     }
 
-    /// What slice `id` has read so far (reported at each page's end).
+    /// What slice `id` has read so far (reported at each page's end): the first and the
+    /// greatest `updatedAt`, the pages, whether in order, whether a next page follows.
     pub(super) fn progress(
         &mut self,
         id: SliceId,
-        seen: Option<DateTime<Utc>>,
+        (first, seen): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
         pages: u64,
         ascending: bool,
         more: bool,
     ) {
         let s = &mut self.slices[id];
         s.more = more;
-        if s.first.is_none() {
-            s.first = seen;
-        }
+        s.first = first;
         s.seen = seen;
         s.pages = pages;
         s.ascending = ascending;
@@ -261,7 +260,8 @@ impl Table {
             .filter(|(_, s)| s.status == Status::Reading && s.pages >= 1 && s.ascending && s.more)
             .filter_map(|(i, s)| {
                 let seen = s.seen?;
-                let from = s.since.or(s.first)?;
+                // From the first row read, not the slice's start: rows may begin long after it.
+                let from = s.first?;
                 let per_page = ((seen - from) / s.pages.min(i32::MAX as u64) as i32)
                     .max(TimeDelta::seconds(1));
                 let left = (s.until - seen).num_seconds() / per_page.num_seconds().max(1);
@@ -269,6 +269,21 @@ impl Table {
             })
             .max_by_key(|(_, _, left)| *left)
             .map(|(i, per_page, _)| (i, per_page))
+    }
+
+    /// The lowest `updatedAt` a slice may still read: the start of a waiting slice, how far
+    /// a reading one got in order (else its start). `Some(None)`: a slice without a lower
+    /// bound is unfinished; `None`: every slice has ended.
+    pub(super) fn low(&self) -> Option<Option<DateTime<Utc>>> {
+        self.slices
+            .iter()
+            .filter_map(|s| match s.status {
+                Status::Waiting => Some(s.since),
+                Status::Reading if s.ascending => Some(s.seen.or(s.since)),
+                Status::Reading => Some(s.since),
+                _ => None,
+            })
+            .min()
     }
 
     /// What the run may checkpoint, from what its slices completed:
@@ -353,7 +368,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let slots = self.settings.fetch_concurrency;
         let table = Mutex::new(Table::new(job.since, job.started_at, job.skip(), slots));
         let notify = Notify::new();
+        let loaded_newest = lock(&fps).newest();
         let mut shared = self.shared(job, fps, Some((&table, &notify)));
+        shared.loaded_newest = loaded_newest;
         shared.rejected_seen = Some(Mutex::default());
         let (shared, table_ref) = (&shared, &table);
         // The run's clock (the invocation's, as the window's top is): when each slice opens.
@@ -512,9 +529,21 @@ mod tests {
         let id = table.start_next(a).unwrap();
         assert!(!table.split(3), "nothing read yet: nothing known");
         // One page covered one minute of the slice.
-        table.progress(id, Some(a + TimeDelta::minutes(1)), 1, true, false);
+        table.progress(
+            id,
+            (Some(a), Some(a + TimeDelta::minutes(1))),
+            1,
+            true,
+            false,
+        );
         assert!(!table.split(3), "the last page: nothing left to share");
-        table.progress(id, Some(a + TimeDelta::minutes(1)), 1, true, true);
+        table.progress(
+            id,
+            (Some(a), Some(a + TimeDelta::minutes(1))),
+            1,
+            true,
+            true,
+        );
         assert!(table.split(3));
         assert_tiles(&table, a, b);
         let r = ranges(&table);
@@ -532,7 +561,13 @@ mod tests {
         // Records out of order: never split (its end cannot be trusted to stop it).
         let mut table = Table::new(Some(a), b, &[], 1);
         let id = table.start_next(a).unwrap();
-        table.progress(id, Some(a + TimeDelta::minutes(1)), 1, false, true);
+        table.progress(
+            id,
+            (Some(a), Some(a + TimeDelta::minutes(1))),
+            1,
+            false,
+            true,
+        );
         assert!(!table.split(3));
     }
 

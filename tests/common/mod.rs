@@ -502,6 +502,15 @@ pub fn slices() -> usize {
     SLICES.with(|s| s.get())
 }
 
+/// `limits` for each slice's batches: a run in `n` slices gives each slice `1/n` of its
+/// batch limits, so a test that counts objects asks for `n` times as much.
+pub fn per_slice(limits: BatchLimits) -> BatchLimits {
+    BatchLimits {
+        max_records: limits.max_records * slices(),
+        max_bytes: limits.max_bytes * slices(),
+    }
+}
+
 /// Runs `test` with its window read in `n` time slices at once.
 pub async fn sliced<F: std::future::Future>(n: usize, test: F) -> F::Output {
     SLICES.with(|s| s.set(n));

@@ -1,0 +1,274 @@
+//! Time slices against an API that takes its time: `FETCH_CONCURRENCY=8` against one stream,
+//! measured in the same run, and peak memory as the data grows.
+//!
+//!     cargo bench --bench slices                 # speed-ups, then memory (about 2 minutes)
+//!     cargo bench --bench slices -- speed        # only the speed-ups
+//!     cargo bench --bench slices -- memory       # only the memory table
+//!     LATENCY_MS=50 cargo bench --bench slices -- speed
+//!
+//! A fixture API on 127.0.0.1 serves N user records (~341 bytes each, 1,000 a page) sorted by
+//! `updatedAt`, filtered by `since <= updatedAt < until`, each page answered after
+//! `LATENCY_MS` (default 100), the next page named in the body. The real release binary
+//! (`replay-sync invoke`, file state, directory output) reads:
+//!
+//! * **spread**: 100,000 rows spread evenly over the 30 days of the window;
+//! * **dense**: the same rows all within 2 hours of those 30 days;
+//! * **full**: a first (full) sync of the spread rows: no lower bound to cut from.
+//!
+//! Memory: peak RSS (`VmHWM`) of a spread read of 10,000 to 1,000,000 rows with no latency,
+//! at `FETCH_CONCURRENCY` 1, 4 (the default) and 8, and with `BATCH_MAX_BYTES` halved.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+mod common;
+
+const PER_PAGE: usize = 1000;
+
+/// Rows sorted by `updatedAt`: (time in seconds, JSON text).
+struct Rows {
+    at: Vec<i64>,
+    json: Vec<String>,
+}
+
+impl Rows {
+    /// `n` rows from `start`, `step` apart.
+    fn new(n: usize, start: DateTime<Utc>, span: TimeDelta) -> Rows {
+        let step = span.num_milliseconds() as f64 / n as f64;
+        let mut at = Vec::with_capacity(n);
+        let mut json = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = start + TimeDelta::milliseconds((i as f64 * step) as i64);
+            let t = t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            at.push(replay_sync::window::parse_ts(&t).unwrap().timestamp());
+            json.push(common::record_at(i, &t));
+        }
+        Rows { at, json }
+    }
+}
+
+fn serve(rows: Arc<Rows>, latency: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let rows = rows.clone();
+            std::thread::spawn(move || handle(conn, &rows, latency));
+        }
+    });
+    port
+}
+
+/// HTTP/1.1 with keep-alive: one request after another on the connection.
+fn handle(conn: TcpStream, rows: &Rows, latency: Duration) {
+    conn.set_nodelay(true).ok();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map_or(true, |n| n == 0) {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                break;
+            }
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/");
+        let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let time = |name: &str| {
+            param(name).map(|v| replay_sync::window::parse_ts(&v).unwrap().timestamp())
+        };
+        let from = time("since").map_or(0, |s| rows.at.partition_point(|&t| t < s));
+        let to = time("until").map_or(rows.at.len(), |u| rows.at.partition_point(|&t| t < u));
+        let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let start = (from + page * PER_PAGE).min(to);
+        let end = (start + PER_PAGE).min(to);
+        let mut body = String::with_capacity((end - start) * 345 + 200);
+        body.push_str(r#"{"data":["#);
+        for (k, r) in rows.json[start..end].iter().enumerate() {
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str(r);
+        }
+        body.push_str("],\"next\":");
+        if end < to {
+            let mut next = url.clone();
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "page")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            next.query_pairs_mut()
+                .clear()
+                .extend_pairs(kept)
+                .append_pair("page", &(page + 1).to_string());
+            body.push_str(&format!(
+                "\"{}?{}\"}}",
+                next.path(),
+                next.query().unwrap_or("")
+            ));
+        } else {
+            body.push_str("null}");
+        }
+        std::thread::sleep(latency);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if conn.write_all(head.as_bytes()).is_err() || conn.write_all(body.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One run of the binary against `port`: a state whose cursor puts the window start at
+/// `since` (none: a full sync), `FETCH_CONCURRENCY=slots`, more `extra` environment.
+fn run(
+    port: u16,
+    since: Option<DateTime<Utc>>,
+    slots: usize,
+    extra: &[(&str, &str)],
+) -> (Duration, u64, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    if let Some(s) = since {
+        // The buffer (2 h) back from the cursor is the window start.
+        let cursor = replay_sync::window::format_ts(s + TimeDelta::hours(2));
+        std::fs::write(
+            &state,
+            format!(r#"{{"user": {{"last_timestamp": "{cursor}", "version": 1}}}}"#),
+        )
+        .unwrap();
+    }
+    let api = format!("http://127.0.0.1:{port}/users");
+    let slots = slots.to_string();
+    let state = format!("file://{}", state.display());
+    let out = format!("file://{}/out", dir.path().display());
+    let mut env = vec![
+        ("API_URL", api.as_str()),
+        ("API_NEXT_PAGE_FIELD", "next"),
+        ("API_UNTIL_PARAM", "until"),
+        ("FETCH_CONCURRENCY", slots.as_str()),
+        ("STATE_STORE", state.as_str()),
+        ("OUTPUT", out.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    // Allocator and batch knobs for experiments pass through.
+    let malloc: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MALLOC_") || k.starts_with("BATCH_"))
+        .collect();
+    env.extend(malloc.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    common::invoke(env)
+}
+
+fn speed(latency: Duration) {
+    let n = 100_000;
+    let now = Utc::now();
+    let start = now - TimeDelta::days(30);
+    let spread = Arc::new(Rows::new(n, start, TimeDelta::days(30)));
+    let dense = Arc::new(Rows::new(
+        n,
+        start + TimeDelta::days(11),
+        TimeDelta::hours(2),
+    ));
+    println!(
+        "{n} rows, {PER_PAGE} a page, {} ms a page; FETCH_CONCURRENCY 8 against 1, same run",
+        latency.as_millis()
+    );
+    println!(
+        "{:>8} {:>12} {:>12} {:>9} {:>8} {:>8}",
+        "case", "1 stream s", "8 slices s", "speed-up", "pages 1", "pages 8"
+    );
+    for (case, rows, since) in [
+        ("spread", &spread, Some(start)),
+        ("dense", &dense, Some(start)),
+        ("full", &spread, None),
+    ] {
+        let port = serve(rows.clone(), latency);
+        let (one, _, s1) = run(port, since, 1, &[]);
+        let (eight, _, s8) = run(port, since, 8, &[]);
+        for s in [&s1, &s8] {
+            assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+            assert_eq!(s["records_fetched"].as_u64(), Some(n as u64), "{s}");
+        }
+        println!(
+            "{:>8} {:>12.2} {:>12.2} {:>8.1}x {:>8} {:>8}",
+            case,
+            one.as_secs_f64(),
+            eight.as_secs_f64(),
+            one.as_secs_f64() / eight.as_secs_f64(),
+            s1["pages"],
+            s8["pages"]
+        );
+    }
+}
+
+fn memory() {
+    println!("peak RSS of a spread read with no latency (MB)");
+    type Case<'a> = (&'a str, usize, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
+        ("1 stream", 1, &[]),
+        ("4 slices (default)", 4, &[]),
+        ("8 slices", 8, &[]),
+        (
+            "8 slices, BATCH_MAX_BYTES=4MiB",
+            8,
+            &[("BATCH_MAX_BYTES", "4194304")],
+        ),
+    ];
+    print!("{:>32}", "rows");
+    let sizes = [10_000, 100_000, 1_000_000];
+    for n in sizes {
+        print!(" {n:>10}");
+    }
+    println!();
+    let now = Utc::now();
+    let start = now - TimeDelta::days(30);
+    let data: Vec<(u16, usize)> = sizes
+        .iter()
+        .map(|&n| {
+            let rows = Arc::new(Rows::new(n, start, TimeDelta::days(30)));
+            (serve(rows, Duration::ZERO), n)
+        })
+        .collect();
+    for (label, slots, extra) in cases {
+        print!("{label:>32}");
+        for &(port, n) in &data {
+            let (_, kib, s) = run(port, Some(start), slots, extra);
+            assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+            print!(" {:>10.1}", kib as f64 / 1024.0);
+        }
+        println!();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = |what: &str| {
+        !args.iter().any(|a| a == "speed" || a == "memory") || args.iter().any(|a| a == what)
+    };
+    let latency = Duration::from_millis(
+        std::env::var("LATENCY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100),
+    );
+    if only("speed") {
+        speed(latency);
+    }
+    if only("memory") {
+        memory();
+    }
+}
