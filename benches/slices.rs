@@ -16,7 +16,7 @@
 //! * **full**: a first (full) sync of the spread rows: no lower bound to cut from.
 //!
 //! Memory: peak RSS (`VmHWM`) of a spread read of 10,000 to 1,000,000 rows with no latency,
-//! at `FETCH_CONCURRENCY` 1, 4 (the default) and 8, and with `BATCH_MAX_BYTES` halved.
+//! at `FETCH_CONCURRENCY` 1, 4 (the default) and 8, and with batches four times larger.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
