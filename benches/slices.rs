@@ -223,9 +223,9 @@ fn memory() {
         ("4 slices (default)", 4, &[]),
         ("8 slices", 8, &[]),
         (
-            "8 slices, BATCH_MAX_BYTES=4MiB",
-            8,
-            &[("BATCH_MAX_BYTES", "4194304")],
+            "4 slices, batches 4x larger",
+            4,
+            &[("BATCH_MAX_RECORDS", "40000"), ("BATCH_MAX_BYTES", "33554432")],
         ),
     ];
     print!("{:>32}", "rows");
