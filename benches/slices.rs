@@ -5,6 +5,7 @@
 //!     cargo bench --bench slices -- speed        # only the speed-ups
 //!     cargo bench --bench slices -- memory       # only the memory table
 //!     LATENCY_MS=50 cargo bench --bench slices -- speed
+//!     cargo bench --bench slices -- backfill     # a month by `backfill` against one stream
 //!
 //! A fixture API on 127.0.0.1 serves N user records (~341 bytes each, 1,000 a page) sorted by
 //! `updatedAt`, filtered by `since <= updatedAt < until`, each page answered after
@@ -215,6 +216,52 @@ fn speed(latency: Duration) {
     }
 }
 
+/// A month of 100,000 rows at 50 ms a page: `replay-sync backfill --concurrency 8` (daily
+/// slices) against one `invoke` stream reading the same month, in the same run.
+fn backfill() {
+    let n = 100_000;
+    let latency = Duration::from_millis(50);
+    let now = Utc::now();
+    let start = now - TimeDelta::days(30);
+    let port = serve(Arc::new(Rows::new(n, start, TimeDelta::days(30))), latency);
+    let (stream, _, s1) = run(port, Some(start), 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("http://127.0.0.1:{port}/users");
+    let state = format!("file://{}/state.json", dir.path().display());
+    let out = format!("file://{}/out", dir.path().display());
+    let from = replay_sync::window::format_ts(start);
+    let to = replay_sync::window::format_ts(now);
+    let env = vec![
+        ("API_URL", api.as_str()),
+        ("API_NEXT_PAGE_FIELD", "next"),
+        ("API_UNTIL_PARAM", "until"),
+        ("STATE_STORE", state.as_str()),
+        ("OUTPUT", out.as_str()),
+    ];
+    let args = [
+        "backfill",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--slice-hours",
+        "24",
+        "--concurrency",
+        "8",
+    ];
+    let (bf, _, s8) = common::run_bin(&args, env);
+    for s in [&s1, &s8] {
+        assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+    }
+    println!(
+        "a month of {n} rows, {} ms a page: one invoke stream {:.2} s, backfill --concurrency 8 {:.2} s: {:.1}x",
+        latency.as_millis(),
+        stream.as_secs_f64(),
+        bf.as_secs_f64(),
+        stream.as_secs_f64() / bf.as_secs_f64()
+    );
+}
+
 fn memory() {
     println!("peak RSS of a spread read with no latency (MB)");
     type Case<'a> = (&'a str, usize, &'a [(&'a str, &'a str)]);
@@ -225,7 +272,10 @@ fn memory() {
         (
             "4 slices, batches 4x larger",
             4,
-            &[("BATCH_MAX_RECORDS", "40000"), ("BATCH_MAX_BYTES", "33554432")],
+            &[
+                ("BATCH_MAX_RECORDS", "40000"),
+                ("BATCH_MAX_BYTES", "33554432"),
+            ],
         ),
     ];
     print!("{:>32}", "rows");
@@ -257,7 +307,10 @@ fn memory() {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only = |what: &str| {
-        !args.iter().any(|a| a == "speed" || a == "memory") || args.iter().any(|a| a == what)
+        !args
+            .iter()
+            .any(|a| a == "speed" || a == "memory" || a == "backfill")
+            || args.iter().any(|a| a == what)
     };
     let latency = Duration::from_millis(
         std::env::var("LATENCY_MS")
@@ -267,6 +320,9 @@ fn main() {
     );
     if only("speed") {
         speed(latency);
+    }
+    if only("backfill") {
+        backfill();
     }
     if only("memory") {
         memory();

@@ -7,11 +7,11 @@ use tracing::{error, info};
 
 use crate::config::{AuthConfig, Config, OutputLocation, StateLocation, TokenSource};
 use crate::error::{Error, Result};
-use crate::event::parse_event;
+use crate::event::{BackfillStep, parse_backfill, parse_event};
 pub use crate::sink::any::AnySink;
 use crate::source::http::HttpSource;
 pub use crate::state::any::AnyState;
-use crate::sync::{Engine, Invocation, RunSummary, Settings};
+use crate::sync::{Engine, Invocation, Planned, RunSummary, Settings, SliceOutcome};
 
 /// Everything an invocation needs, built once.
 pub struct App {
@@ -69,40 +69,59 @@ impl App {
         })
     }
 
-    /// Handles one invocation payload: validates the event, runs the sync, logs the summary
-    /// (or the failure) as one structured line.
-    pub async fn handle(&self, event: &Value, invocation: &Invocation) -> Result<RunSummary> {
+    /// The engine over this app's adapters.
+    pub fn engine(&self) -> Engine<'_, AnyState, HttpSource, AnySink> {
+        Engine {
+            state: &self.state,
+            source: &self.source,
+            sink: &self.sink,
+            settings: &self.settings,
+        }
+    }
+
+    /// Handles one invocation payload: validates the event, runs the sync (or the backfill
+    /// step it asks for), logs the summary (or the failure) as one structured line.
+    pub async fn handle(&self, event: &Value, invocation: &Invocation) -> Result<Outcome> {
         let result = async {
-            let request = parse_event(event)?;
-            let engine = Engine {
-                state: &self.state,
-                source: &self.source,
-                sink: &self.sink,
-                settings: &self.settings,
-            };
-            engine.run(&request, invocation).await
+            let engine = self.engine();
+            match parse_backfill(event) {
+                Some(step) => match step? {
+                    BackfillStep::Plan(start) => engine
+                        .backfill_plan(&start, invocation)
+                        .await
+                        .map(Outcome::Planned),
+                    BackfillStep::Slice(task) => engine
+                        .backfill_slice(&task, invocation)
+                        .await
+                        .map(Outcome::Slice),
+                    BackfillStep::Commit { backfill_id } => engine
+                        .backfill_commit(&backfill_id, invocation)
+                        .await
+                        .map(|s| Outcome::Run(Box::new(s))),
+                },
+                None => engine
+                    .run(&parse_event(event)?, invocation)
+                    .await
+                    .map(|s| Outcome::Run(Box::new(s))),
+            }
         }
         .await
         // Whatever an adapter let through, the credential and emails stop here: this is
         // what the log, the local command and Lambda's invocation error (and so a
         // dead-letter queue) get.
         .map_err(|e| e.scrubbed(self.source.secrets()));
-        match &result {
-            Ok(s) => info!(
-                sync_id = %s.sync_id,
-                status = s.status.as_str(),
-                since = s.since.as_deref().unwrap_or(""),
-                previous_cursor = s.previous_cursor.as_deref().unwrap_or(""),
-                new_cursor = s.new_cursor.as_deref().unwrap_or(""),
-                records_fetched = s.counts.records_fetched,
-                records_written = s.counts.records_written,
-                records_rejected = s.counts.records_rejected,
-                objects = s.objects.len(),
-                pages = s.counts.pages,
-                checkpoints = s.checkpoints,
-                duration_ms = s.duration_ms,
-                summary = %serde_json::to_string(s).unwrap_or_default(),
-                "run finished"
+        self.log(&result);
+        result
+    }
+
+    /// The invocation's one structured line.
+    pub fn log(&self, result: &Result<Outcome>) {
+        match result {
+            Ok(Outcome::Run(s)) => log_summary(s),
+            Ok(other) => info!(
+                sync_id = %self.settings.sync_id,
+                step = %serde_json::to_string(other).unwrap_or_default(),
+                "backfill step finished"
             ),
             Err(e) => error!(
                 sync_id = %self.settings.sync_id,
@@ -111,8 +130,46 @@ impl App {
                 "run failed; the cursor was not moved past durable data"
             ),
         }
-        result
     }
+}
+
+/// What an invocation returns: a run's summary (a backfill's commit is one), or a backfill
+/// step's answer.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Run(Box<RunSummary>),
+    Planned(Planned),
+    Slice(SliceOutcome),
+}
+
+impl Outcome {
+    /// The run summary, if this is one (it becomes metrics).
+    pub fn summary(&self) -> Option<&RunSummary> {
+        match self {
+            Outcome::Run(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn log_summary(s: &RunSummary) {
+    info!(
+        sync_id = %s.sync_id,
+        status = s.status.as_str(),
+        since = s.since.as_deref().unwrap_or(""),
+        previous_cursor = s.previous_cursor.as_deref().unwrap_or(""),
+        new_cursor = s.new_cursor.as_deref().unwrap_or(""),
+        records_fetched = s.counts.records_fetched,
+        records_written = s.counts.records_written,
+        records_rejected = s.counts.records_rejected,
+        objects = s.objects.len(),
+        pages = s.counts.pages,
+        checkpoints = s.checkpoints,
+        duration_ms = s.duration_ms,
+        summary = %serde_json::to_string(s).unwrap_or_default(),
+        "run finished"
+    );
 }
 
 /// Reads the API credential from Secrets Manager: the secret string itself, or its `token`
@@ -183,13 +240,15 @@ pub async fn serve_lambda(app: App) -> std::result::Result<(), lambda_runtime::E
             event.context.request_id.clone(),
             remaining_before(event.context.deadline()),
         );
-        let summary = app
+        let outcome = app
             .handle(&event.payload, &invocation)
             .await
             .map_err(InvocationError)?;
         // Lambda's stdout goes to CloudWatch Logs, which extracts the metrics.
-        println!("{}", crate::metrics::emf_line(&summary));
-        Ok::<_, InvocationError>(summary)
+        if let Some(summary) = outcome.summary() {
+            println!("{}", crate::metrics::emf_line(summary));
+        }
+        Ok::<_, InvocationError>(outcome)
     }))
     .await
 }

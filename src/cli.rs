@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::app::App;
+use crate::app::{App, Outcome};
 use crate::config::Config;
+use crate::event::BackfillStart;
 use crate::sync::Invocation;
 
 /// What `replay-sync --version` prints.
@@ -16,6 +17,7 @@ pub const VERSION: &str = concat!("replay-sync ", env!("CARGO_PKG_VERSION"));
 
 pub const USAGE: &str = "\
 usage: replay-sync invoke [--event FILE] [--request-id ID] [--timeout SECONDS]
+       replay-sync backfill --from TS [--to TS] [--slice-hours H] [--concurrency N]
        replay-sync --version
 
 Runs one sync invocation locally with the configuration in the environment (API_URL,
@@ -27,6 +29,11 @@ invocation that crashed resumes it (its lease and its plan); default: a new rand
 --timeout plays the Lambda timeout: the run stops fetching shortly before it and
 returns status partial (the next run goes on); default: 900 (Lambda's maximum, so a
 local run is bounded too, whatever the API does).
+backfill reads [--from, --to) (default --to: now) in slices of --slice-hours (default 24;
+with API_UNTIL_PARAM, else one slice), --concurrency at once (default 8), then takes one
+checkpoint: the plan, slices and commit the state machine runs in AWS, in one process.
+A line per slice done goes to stderr, the summary to stdout. Run again after a crash or
+a kill, it goes on from the slices already done and converges on the same keys.
 Exit status: 0 on success (completed, partial, skipped, conflict, dry_run), 1 when the
 run failed, 2 for bad usage: arguments, configuration or the event (nothing was read
 or written).
@@ -42,6 +49,9 @@ pub async fn main(args: &[String]) -> ExitCode {
     ) {
         println!("{VERSION}");
         return ExitCode::SUCCESS;
+    }
+    if args.first().map(String::as_str) == Some("backfill") {
+        return backfill(&args[1..]).await;
     }
     let args = match parse_args(args) {
         Ok(Some(a)) => a,
@@ -80,12 +90,114 @@ pub async fn main(args: &[String]) -> ExitCode {
         args.request_id.unwrap_or_else(Invocation::random_id),
         Some(timeout),
     );
-    match app.handle(&event, &invocation).await {
-        Ok(summary) => {
-            eprintln!("{}", crate::metrics::emf_line(&summary));
+    finish(app.handle(&event, &invocation).await)
+}
+
+/// The arguments of `backfill`.
+#[derive(Debug, PartialEq)]
+struct BackfillArgs {
+    start: BackfillStart,
+    concurrency: usize,
+}
+
+fn parse_backfill_args(args: &[String]) -> Result<Option<BackfillArgs>, String> {
+    let mut it = args.iter().map(String::as_str);
+    let mut start = BackfillStart {
+        from: String::new(),
+        to: None,
+        slice_hours: None,
+        max_concurrency: None,
+    };
+    let mut concurrency = 8;
+    while let Some(arg) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{arg} needs {what}"))
+        };
+        match arg {
+            "--from" => start.from = value("a timestamp")?,
+            "--to" => start.to = Some(value("a timestamp")?),
+            "--slice-hours" => {
+                let v = value("a number of hours")?;
+                start.slice_hours = Some(
+                    v.parse::<f64>()
+                        .map_err(|_| format!("--slice-hours expects hours, got {v:?}"))?,
+                );
+            }
+            "--concurrency" => {
+                let v = value("a number")?;
+                concurrency = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| format!("--concurrency expects 1 to 256, got {v:?}"))?;
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if start.from.is_empty() {
+        return Err("backfill needs --from".into());
+    }
+    start.max_concurrency = Some(concurrency as u32);
+    Ok(Some(BackfillArgs { start, concurrency }))
+}
+
+/// `replay-sync backfill …`: plan, slices and commit in this process.
+async fn backfill(args: &[String]) -> ExitCode {
+    let args = match parse_backfill_args(args) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("replay-sync: {msg}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match Config::from_env() {
+        Ok(config) => App::new(config).await,
+        Err(e) => Err(e),
+    };
+    let app = match app {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("replay-sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // No deadline: each slice is read to its end in one go.
+    let invocation = Invocation::new(Invocation::random_id(), None);
+    let result = app
+        .engine()
+        .backfill(&args.start, &invocation, args.concurrency, |done, total, out, slice| {
+            eprintln!(
+                "backfill: slice {done}/{total} done ({} .. {}): {} records written in {} objects",
+                slice.since,
+                slice.until.as_deref().unwrap_or("the end"),
+                out.records_written,
+                out.objects
+            );
+        })
+        .await
+        .map(|s| Outcome::Run(Box::new(s)))
+        .map_err(|e| e.scrubbed(app.source.secrets()));
+    app.log(&result);
+    finish(result)
+}
+
+/// Prints an outcome and chooses the exit status.
+fn finish(result: crate::Result<Outcome>) -> ExitCode {
+    match result {
+        Ok(outcome) => {
+            if let Some(summary) = outcome.summary() {
+                eprintln!("{}", crate::metrics::emf_line(summary));
+            }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&summary).unwrap_or_default()
+                serde_json::to_string_pretty(&outcome).unwrap_or_default()
             );
             ExitCode::SUCCESS
         }

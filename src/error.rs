@@ -57,6 +57,11 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// Another run holds the state's lease: nothing was changed; the same step later
+    /// succeeds (a backfill's commit retries on it).
+    #[error("state busy: {message}")]
+    Busy { message: String },
+
     /// Writing an object to the output (S3 or directory) failed.
     #[error("output: writing {key}: {message}")]
     Sink {
@@ -83,6 +88,7 @@ impl Error {
             Error::Paging { .. } => "PagingError",
             Error::RetryBudget { last, .. } => last.kind(),
             Error::State { .. } => "StateStoreError",
+            Error::Busy { .. } => "StateBusy",
             Error::Sink { .. } => "OutputError",
         }
     }
@@ -140,6 +146,9 @@ impl Error {
                 message: s(message),
                 cause,
                 source,
+            },
+            Error::Busy { message } => Error::Busy {
+                message: s(message),
             },
             Error::Sink {
                 key,

@@ -47,6 +47,92 @@ impl RunRequest {
     }
 }
 
+/// A backfill's start, as the state machine's input or `replay-sync backfill` gives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillStart {
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_hours: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+/// One slice of a backfill — or its next part, `read_from` on (`part` > 0).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceTask {
+    pub backfill_id: String,
+    pub since: String,
+    #[serde(default)]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub part: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<String>,
+}
+
+/// A step of a backfill (the state machine's tasks invoke the function with these).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackfillStep {
+    /// `{"backfill_plan": {"from": …, "to": …, "slice_hours": …, "max_concurrency": …}}`
+    Plan(BackfillStart),
+    /// `{"backfill_slice": {"backfill_id": …, "since": …, "until": …, "part": …}}` (a
+    /// `done` field beside it, as the state machine's loop passes it, is ignored)
+    Slice(SliceTask),
+    /// `{"backfill_commit": {"backfill_id": …}}`
+    Commit { backfill_id: String },
+}
+
+/// The backfill step `event` asks for, if it is one (`None`: a run).
+pub fn parse_backfill(event: &Value) -> Option<Result<BackfillStep>> {
+    let obj = event.as_object()?;
+    let strict = |key: &str, allowed: &[&str]| reject_unknown(obj, allowed, "", key);
+    let inner = |key: &str| {
+        obj.get(key)
+            .cloned()
+            .ok_or_else(|| Error::event(key, "missing"))
+    };
+    let bad = |key: &str, e: serde_json::Error| Error::event(key, e.to_string());
+    if obj.contains_key("backfill_plan") {
+        return Some(
+            strict("a backfill_plan event", &["backfill_plan"]).and_then(|_| {
+                serde_json::from_value(inner("backfill_plan")?)
+                    .map(BackfillStep::Plan)
+                    .map_err(|e| bad("backfill_plan", e))
+            }),
+        );
+    }
+    if obj.contains_key("backfill_slice") {
+        return Some(
+            strict("a backfill_slice event", &["backfill_slice", "done"]).and_then(|_| {
+                serde_json::from_value(inner("backfill_slice")?)
+                    .map(BackfillStep::Slice)
+                    .map_err(|e| bad("backfill_slice", e))
+            }),
+        );
+    }
+    if obj.contains_key("backfill_commit") {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct C {
+            backfill_id: String,
+        }
+        return Some(
+            strict("a backfill_commit event", &["backfill_commit"]).and_then(|_| {
+                serde_json::from_value::<C>(inner("backfill_commit")?)
+                    .map(|c| BackfillStep::Commit {
+                        backfill_id: c.backfill_id,
+                    })
+                    .map_err(|e| bad("backfill_commit", e))
+            }),
+        );
+    }
+    None
+}
+
 /// Fields of the EventBridge envelope (all AWS-controlled).
 const EVENTBRIDGE_FIELDS: &[&str] = &[
     "version",
@@ -335,5 +421,41 @@ mod tests {
             e.contains("bufer_hours") && e.contains("buffer_hours"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn backfill_steps_are_parsed_strictly() {
+        let plan = json!({"backfill_plan": {"from": "2024-01-01T00:00:00Z", "slice_hours": 6}});
+        match parse_backfill(&plan) {
+            Some(Ok(BackfillStep::Plan(p))) => {
+                assert_eq!(p.from, "2024-01-01T00:00:00Z");
+                assert_eq!(p.slice_hours, Some(6.0));
+                assert_eq!(p.to, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The state machine's loop passes `done` beside the slice.
+        let slice = json!({"done": false, "backfill_slice": {"backfill_id": "b", "since": "2024-01-01T00:00:00Z", "part": 2}});
+        assert!(matches!(
+            parse_backfill(&slice),
+            Some(Ok(BackfillStep::Slice(SliceTask { part: 2, .. })))
+        ));
+        let commit = json!({"backfill_commit": {"backfill_id": "b"}});
+        assert!(matches!(
+            parse_backfill(&commit),
+            Some(Ok(BackfillStep::Commit { .. }))
+        ));
+        for bad in [
+            json!({"backfill_plan": {"from": "x", "form": "typo"}}),
+            json!({"backfill_plan": {"to": "2024-01-01T00:00:00Z"}}),
+            json!({"backfill_commit": {"backfill_id": "b"}, "dry_run": true}),
+            json!({"backfill_slice": {"since": "2024-01-01T00:00:00Z"}}),
+        ] {
+            assert!(
+                matches!(parse_backfill(&bad), Some(Err(Error::Event { .. }))),
+                "{bad}"
+            );
+        }
+        assert!(parse_backfill(&json!({"dry_run": true})).is_none(), "a run");
     }
 }

@@ -526,3 +526,37 @@ fn slices_are_configured_from_the_environment() {
         "{keys:?}"
     );
 }
+
+#[test]
+fn backfill_plan_event_file_plans_the_slices() {
+    let api = common::fixture::records_api(vec![], common::fixture::Paging::LinkHeader(5));
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("API_URL", api.url("/users")),
+        ("API_UNTIL_PARAM", "until".to_string()),
+    ];
+    let out = run(
+        dir.path(),
+        &env,
+        &["invoke", "--event", &event("backfill-plan.json")],
+    );
+    let s = summary(&out);
+    assert_eq!(s["slices"], 3, "{s}");
+    let id = s["backfill_id"].as_str().unwrap();
+    assert_eq!(id, "backfill-20240101T000000Z-20240104T000000Z-24h");
+    let list: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dir.path()
+                .join(".replay-sync/output")
+                .join(s["key"].as_str().unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(list[1]["since"], "2024-01-02T00:00:00Z");
+    assert!(
+        api.requests().is_empty(),
+        "planning reads nothing from the API"
+    );
+}

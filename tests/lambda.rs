@@ -217,4 +217,19 @@ async fn events_through_the_lambda_runtime_api() {
         .filter(|k| k.contains("/_fingerprints/"))
         .count();
     assert_eq!(fingerprint_sets, 1);
+
+    // The backfill's first step: the slice list lands in S3 where the state machine's Map
+    // reads it (one slice: the playground takes no upper bound).
+    let p = invoke("backfill-plan.json").await;
+    assert_eq!(p["bucket"], bucket.as_str(), "{p}");
+    assert_eq!(p["slices"], 1, "{p}");
+    let key = p["key"].as_str().unwrap();
+    assert!(key.starts_with("raw/user/_backfills/"), "{key}");
+    let list: Value = serde_json::from_slice(&lake.get(key).await).unwrap();
+    assert_eq!(list[0]["since"], "2024-01-01T00:00:00Z");
+    assert_eq!(
+        list[0]["until"],
+        Value::Null,
+        "read to the end, as one slice"
+    );
 }

@@ -366,3 +366,71 @@ fn failures_are_loud() {
         "SyncLogGroup"
     );
 }
+
+#[test]
+fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
+    let t = template();
+    let r = &t["Resources"];
+    let sm = &r["BackfillStateMachine"]["Properties"];
+    assert_eq!(sm["StateMachineType"], "STANDARD");
+    let sub = sm["DefinitionString"]["Fn::Sub"].as_array().unwrap();
+    let mut text = sub[0].as_str().unwrap().to_string();
+    let vars = sub[1].as_object().unwrap();
+    text = text.replace("${LambdaRetry}", vars["LambdaRetry"].as_str().unwrap());
+    for v in ["FunctionArn", "OutputBucket", "OutputPrefix", "SyncId"] {
+        text = text.replace(&format!("${{{v}}}"), v);
+    }
+    let def: Value = serde_json::from_str(&text).expect("the definition is JSON");
+    let states = &def["States"];
+    assert_eq!(def["StartAt"], "Plan");
+    assert_eq!(states["Plan"]["Next"], "Slices");
+    let map = &states["Slices"];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED",
+        "a Distributed Map"
+    );
+    assert_eq!(map["ItemReader"]["ReaderConfig"]["InputType"], "JSON");
+    assert_eq!(map["MaxConcurrencyPath"], "$.max_concurrency");
+    assert_eq!(
+        map["ToleratedFailureCount"], 0,
+        "a failed slice fails the map"
+    );
+    assert!(map["ResultWriter"].is_object());
+    assert_eq!(map["Next"], "Commit");
+    // A slice that reaches the deadline goes on in the same child.
+    let child = &map["ItemProcessor"]["States"];
+    assert_eq!(child["SliceDone"]["Default"], "ReadSlice");
+    assert_eq!(states["Commit"]["End"], true);
+    // Throttling retried with backoff on every invocation; a busy lease on the commit.
+    for task in [&states["Plan"], &child["ReadSlice"], &states["Commit"]] {
+        let retry = task["Retry"].to_string();
+        assert!(retry.contains("Lambda.TooManyRequestsException"), "{retry}");
+        assert!(retry.contains("BackoffRate"), "{retry}");
+    }
+    assert!(states["Commit"]["Retry"].to_string().contains("StateBusy"));
+
+    // Its role: invoke this function only; S3 on the backfill prefix only.
+    let role = &r["BackfillRole"]["Properties"];
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    for s in statements {
+        let actions = s["Action"].to_string();
+        let resource = s["Resource"].to_string();
+        assert!(!resource.contains("\"*\""), "no wildcard resource: {s}");
+        if actions.contains("lambda:") {
+            assert!(resource.contains("SyncFunction"), "{s}");
+        }
+        if actions.contains("s3:") {
+            assert!(
+                resource.contains("${OutputBucket.Arn}/${OutputPrefix}/${SyncId}/_backfills/*"),
+                "{s}"
+            );
+        }
+    }
+    assert_eq!(
+        t["Outputs"]["BackfillStateMachineArn"]["Value"]["Ref"],
+        "BackfillStateMachine"
+    );
+}

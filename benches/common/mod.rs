@@ -39,10 +39,19 @@ pub fn record_at(i: usize, updated_at: &str) -> String {
 /// still shares this process's pre-built pages.
 #[allow(dead_code)]
 pub fn invoke(env: Vec<(&str, &str)>) -> (std::time::Duration, u64, serde_json::Value) {
+    run_bin(&["invoke"], env)
+}
+
+/// [`invoke`] with other arguments (e.g. `backfill …`).
+#[allow(dead_code)]
+pub fn run_bin(
+    args: &[&str],
+    env: Vec<(&str, &str)>,
+) -> (std::time::Duration, u64, serde_json::Value) {
     use std::time::{Duration, Instant};
     let t0 = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_replay-sync"))
-        .arg("invoke")
+        .args(args)
         .env_clear()
         .env("RUST_LOG", "warn")
         .envs(env)

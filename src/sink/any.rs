@@ -48,6 +48,13 @@ impl Sink for AnySink {
             AnySink::S3(s) => s.get(key).await,
         }
     }
+
+    fn bucket(&self) -> Option<&str> {
+        match self {
+            AnySink::Dir(s) => s.bucket(),
+            AnySink::S3(s) => s.bucket(),
+        }
+    }
 }
 
 impl AnySink {

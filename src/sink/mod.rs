@@ -40,6 +40,11 @@ pub trait Sink: Send + Sync {
 
     /// Reads the object at `key` (`None` if there is none).
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+
+    /// The S3 bucket keys are in (`None`: not S3), for a reader that needs bucket and key.
+    fn bucket(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The outcome of [`Sink::put_new`].

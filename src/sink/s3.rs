@@ -28,6 +28,10 @@ impl S3Sink {
 }
 
 impl Sink for S3Sink {
+    fn bucket(&self) -> Option<&str> {
+        Some(&self.bucket)
+    }
+
     fn key(&self, rel: &str) -> String {
         if self.prefix.is_empty() {
             rel.to_string()

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::LATENESS_WARNING;
 use super::fetch::Fetched;
 use super::plan::Job;
 use super::summary::{Manifest, ManifestWindow, RunSummary, Status};
+use super::{LATENESS_WARNING, fmt};
 use crate::error::Result;
 use crate::failpoint;
 use crate::format;
@@ -16,10 +16,6 @@ use crate::sink::{Sink, put_once};
 use crate::source::Source;
 use crate::state::{Checkpoint, Commit, StateStore};
 use crate::window;
-
-fn fmt(c: Option<DateTime<Utc>>) -> Option<String> {
-    c.map(window::format_ts)
-}
 
 impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, St, So, Si> {
     /// The run summary of what was fetched, and the cursor a checkpoint would store: the

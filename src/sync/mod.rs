@@ -36,6 +36,7 @@ use crate::source::Source;
 use crate::state::{self, Acquired, Claimant, Plan, StateStore, SyncState};
 use crate::window;
 
+mod backfill;
 mod commit;
 mod fetch;
 mod plan;
@@ -43,6 +44,7 @@ mod slices;
 mod summary;
 mod writer;
 
+pub use backfill::{BackfillPlan, Part, Planned, SliceOutcome, backfill_id};
 use plan::Job;
 pub use summary::{Counts, Manifest, ManifestWindow, ObjectEntry, RunSummary, Status};
 use tokio::time::Instant as Deadline;
@@ -215,3 +217,8 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
 
 /// Late rows stamped this far into the buffer (as a fraction of it) make the run warn.
 pub const LATENESS_WARNING: f64 = 0.8;
+
+/// A timestamp as the summary and the manifest write it.
+pub(super) fn fmt(c: Option<DateTime<Utc>>) -> Option<String> {
+    c.map(window::format_ts)
+}

@@ -1,0 +1,480 @@
+//! Backfills: the local `replay-sync backfill` end to end against the fixture API (every row,
+//! the cursor, convergence after kills, a slice that fails and then succeeds), the steps the
+//! state machine invokes on both backends (a busy lease, a backfill after the cursor), and
+//! the state machine itself, executed by moto with queued Lambda answers.
+
+#[macro_use]
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::fixture::{self, FixtureApi, Paging, Response, user};
+use common::{Env, Kind, peers, summary, ts};
+use replay_sync::event::{BackfillStart, SliceTask};
+use replay_sync::state::{Lease, StateStore};
+use replay_sync::sync::Invocation;
+use replay_sync::{Settings, Status};
+use serde_json::Value;
+
+on_both_backends!(
+    the_steps_commit_once_every_slice_is_durable,
+    a_backfill_after_the_cursor_leaves_it,
+);
+
+/// 10 days of users, one every 2 hours from 2024-01-01.
+fn records() -> Vec<Value> {
+    (0..120)
+        .map(|i| {
+            let t = ts("2024-01-01T00:00:00Z") + chrono::TimeDelta::hours(2 * i);
+            user(&format!("b{i:03}"), &replay_sync::window::format_ts(t))
+        })
+        .collect()
+}
+
+fn backfill_cmd(dir: &Path, api: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay-sync"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("API_URL", api)
+        .env("API_UNTIL_PARAM", "until")
+        .env(
+            "STATE_STORE",
+            format!("file://{}/state.json", dir.display()),
+        )
+        .env("OUTPUT", format!("file://{}/out", dir.display()))
+        .current_dir(dir)
+        .args([
+            "backfill",
+            "--from",
+            "2024-01-01T00:00:00Z",
+            "--to",
+            "2024-01-11T00:00:00Z",
+            "--slice-hours",
+            "24",
+        ])
+        .args(extra);
+    cmd
+}
+
+fn backfill(dir: &Path, api: &str, extra: &[&str]) -> Output {
+    backfill_cmd(dir, api, extra)
+        .output()
+        .expect("run replay-sync")
+}
+
+/// Data lines per id, and every data key, under `dir/out/user`.
+fn lake(dir: &Path) -> (HashMap<String, usize>, Vec<String>) {
+    let root = dir.join("out/user");
+    let mut per_id = HashMap::new();
+    let mut keys = Vec::new();
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(e.path()).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            *per_id
+                .entry(v["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        keys.push(name);
+    }
+    (per_id, keys)
+}
+
+fn state(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_local_backfill_lands_every_row_and_moves_the_cursor() {
+    let api = fixture::records_api(records(), Paging::LinkHeader(7));
+    let dir = tempfile::tempdir().unwrap();
+    let out = backfill(dir.path(), &api.url("/users"), &["--concurrency", "4"]);
+    let s = summary(&out);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["records_written"], 120);
+    assert_eq!(s["checkpoints"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let progress = err
+        .lines()
+        .filter(|l| l.starts_with("backfill: slice "))
+        .count();
+    assert_eq!(progress, 10, "a line per slice: {err}");
+    assert!(err.contains("slice 10/10 done"), "{err}");
+    let (per_id, keys) = lake(dir.path());
+    assert_eq!(per_id.len(), 120);
+    assert!(per_id.values().all(|&n| n == 1));
+    // The manifest lists every object.
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out").join(s["manifest"].as_str().unwrap()))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["objects"].as_array().unwrap().len(), keys.len());
+    // No cursor before: the backfill's newest row.
+    assert_eq!(
+        state(dir.path())["user"]["last_timestamp"],
+        "2024-01-10T22:00:00Z"
+    );
+    // Every range the API was asked for has an upper bound and is one day at most.
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .filter(|r| r.param("page").is_none())
+            .all(|r| r.param("until").is_some())
+    );
+}
+
+#[test]
+fn a_killed_backfill_converges_when_run_again() {
+    // Slow pages, so that kills land in the middle.
+    let recs = records();
+    let api = FixtureApi::start(move |req, _| {
+        fixture::records_page(&recs, Paging::LinkHeader(5), req).delayed(Duration::from_millis(80))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..3 {
+        let mut child = backfill_cmd(dir.path(), &api.url("/users"), &["--concurrency", "3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(100..1200)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    let out = backfill(dir.path(), &api.url("/users"), &["--concurrency", "3"]);
+    let s = summary(&out);
+    // Completed now, or by a killed run that got to its commit first.
+    assert!(
+        s["status"] == "completed" || s["status"] == "skipped",
+        "{s}"
+    );
+    let (per_id, keys) = lake(dir.path());
+    assert_eq!(per_id.len(), 120, "every row");
+    assert!(
+        keys.iter().all(|k| !k.contains('~')),
+        "the same keys, no object written beside another: {keys:?}"
+    );
+    let id = replay_sync::sync::backfill_id(
+        ts("2024-01-01T00:00:00Z"),
+        Some(ts("2024-01-11T00:00:00Z")),
+        24.0,
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(format!("out/user/_manifests/{id}.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    let listed = manifest["objects"].as_array().unwrap().len();
+    assert_eq!(listed, keys.len(), "every object is listed in the manifest");
+    // The same backfill once more: already committed.
+    let again = summary(&backfill(dir.path(), &api.url("/users"), &[]));
+    assert_eq!(again["status"], "skipped", "{again}");
+}
+
+#[test]
+fn a_slice_that_fails_then_succeeds() {
+    let recs = records();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let f = failures.clone();
+    let api = FixtureApi::start(move |req, _| {
+        // The fourth day's slice answers 503 until it has failed 12 times.
+        if req.param("since") == Some("2024-01-04T00:00:00Z")
+            && f.fetch_add(1, Ordering::SeqCst) < 12
+        {
+            return Response::raw(503, r#"{"error": "replica unavailable"}"#);
+        }
+        fixture::records_page(&recs, Paging::LinkHeader(7), req)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = backfill_cmd(dir.path(), &api.url("/users"), &[]);
+    cmd.env("API_MAX_ATTEMPTS", "2");
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UpstreamHttpError"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing committed: no cursor.
+    let st = std::fs::read_to_string(dir.path().join("state.json")).unwrap_or_default();
+    assert!(!st.contains("last_timestamp"), "{st}");
+
+    // Until the API recovers, each attempt fails; then one succeeds and lands everything.
+    let mut last = None;
+    for _ in 0..8 {
+        let mut cmd = backfill_cmd(dir.path(), &api.url("/users"), &[]);
+        cmd.env("API_MAX_ATTEMPTS", "2");
+        let out = cmd.output().unwrap();
+        if out.status.success() {
+            last = Some(summary(&out));
+            break;
+        }
+    }
+    let s = last.expect("the backfill succeeds once the API recovers");
+    assert_eq!(s["status"], "completed");
+    assert_eq!(lake(dir.path()).0.len(), 120);
+    assert_eq!(
+        state(dir.path())["user"]["last_timestamp"],
+        "2024-01-10T22:00:00Z"
+    );
+}
+
+fn sliced(env: &Env, url: &str) -> (replay_sync::source::http::HttpSource, Settings) {
+    let src = common::source_with(url, |a| a.until_param = Some("until".into()));
+    (src, env.settings())
+}
+
+fn start(from: &str, to: &str) -> BackfillStart {
+    BackfillStart {
+        from: from.into(),
+        to: Some(to.into()),
+        slice_hours: Some(24.0),
+        max_concurrency: None,
+    }
+}
+
+async fn the_steps_commit_once_every_slice_is_durable(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(records(), Paging::LinkHeader(7));
+    let (src, settings) = sliced(&env, &api.url("/users"));
+    let engine = replay_sync::Engine {
+        state: &env.state,
+        source: &src,
+        sink: &env.sink,
+        settings: &settings,
+    };
+    let inv = Invocation::new("plan", None);
+    let planned = engine
+        .backfill_plan(&start("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"), &inv)
+        .await
+        .unwrap();
+    assert_eq!(planned.slices, 3);
+    let slices: Vec<SliceTask> = serde_json::from_slice(&env.get(&planned.key).await).unwrap();
+    assert_eq!(slices.len(), 3);
+    if kind == Kind::Aws {
+        assert!(planned.bucket.is_some(), "the Map reads the list from S3");
+    }
+
+    // Two slices read: the commit refuses, naming the slice not done, and changes nothing.
+    for s in &slices[..2] {
+        let out = engine.backfill_slice(s, &inv).await.unwrap();
+        assert!(out.done);
+    }
+    let err = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("c1", None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&slices[2].since), "{err}");
+    assert_eq!(env.state().await.version, 0, "nothing committed");
+
+    let out = engine.backfill_slice(&slices[2], &inv).await.unwrap();
+    assert!(out.done && out.records_written > 0);
+    // A scheduled run holds the lease: the commit is busy, and retrying later works.
+    let seen = env.state.load(&env.sync_id).await.unwrap();
+    let lease = Lease {
+        owner: "scheduled-run".into(),
+        expires_at: chrono::Utc::now() + chrono::TimeDelta::minutes(5),
+    };
+    let plan = replay_sync::state::Plan {
+        version: 0,
+        since: None,
+        until: chrono::Utc::now(),
+    };
+    assert!(
+        env.state
+            .try_lease(&env.sync_id, &seen, &lease, &plan)
+            .await
+            .unwrap()
+    );
+    let err = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("c2", None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "StateBusy", "{err}");
+    env.state
+        .release(&env.sync_id, "scheduled-run")
+        .await
+        .unwrap();
+
+    let s = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("c3", None))
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(s.counts.records_written, 36);
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-03T22:00:00Z"));
+    let manifest: Value =
+        serde_json::from_slice(&env.get(s.manifest.as_ref().unwrap()).await).unwrap();
+    assert_eq!(
+        manifest["objects"].as_array().unwrap().len(),
+        s.objects.len()
+    );
+    assert!(!s.objects.is_empty());
+    // Committed once: a second commit is skipped.
+    let again = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("c4", None))
+        .await
+        .unwrap();
+    assert_eq!(again.status, Status::Skipped);
+}
+
+async fn a_backfill_after_the_cursor_leaves_it(kind: Kind) {
+    let env = Env::new(kind).await;
+    let seeded = common::commit(
+        &env.state,
+        &env.sync_id,
+        Some(ts("2024-01-02T00:00:00Z")),
+        "seed",
+    )
+    .await;
+    assert_eq!(
+        seeded,
+        replay_sync::state::Checkpoint::Committed { version: 1 }
+    );
+    let api = fixture::records_api(records(), Paging::LinkHeader(7));
+    let (src, settings) = sliced(&env, &api.url("/users"));
+    let engine = replay_sync::Engine {
+        state: &env.state,
+        source: &src,
+        sink: &env.sink,
+        settings: &settings,
+    };
+    // From after the cursor: the rows land, the cursor does not jump the gap.
+    let inv = Invocation::new("after", None);
+    let s = engine
+        .backfill(
+            &start("2024-01-05T00:00:00Z", "2024-01-06T00:00:00Z"),
+            &inv,
+            2,
+            |_, _, _, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.counts.records_written, 12);
+    assert_eq!(env.state().await.cursor, Some(ts("2024-01-02T00:00:00Z")));
+    assert!(
+        s.reason.as_deref().unwrap_or("").contains("cursor stays"),
+        "{s:?}"
+    );
+    // From before the cursor: forward to the newest row, never backwards.
+    let s = engine
+        .backfill(
+            &start("2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z"),
+            &inv,
+            2,
+            |_, _, _, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-02T22:00:00Z"));
+    let s = engine
+        .backfill(
+            &start("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
+            &inv,
+            2,
+            |_, _, _, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.new_cursor.as_deref(),
+        Some("2024-01-02T22:00:00Z"),
+        "never backwards"
+    );
+}
+
+/// The template's state machine, executed by moto: plan → a Distributed Map over the slices
+/// (the first slice carried on by a second part in the same child) → commit; and children
+/// that fail are failed items of the map run. One test: moto's queue of Lambda answers is
+/// shared.
+#[test]
+fn the_state_machine_plans_maps_the_slices_and_commits() {
+    let run = |scenario: &str| -> Value {
+        let out = Command::new(peers::venv_bin("python"))
+            .args([
+                "tests/sfn/backfill_machine.py",
+                &peers::moto().url(),
+                scenario,
+            ])
+            .current_dir(peers::project_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let entered = |r: &Value| -> Vec<String> {
+        r["entered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let r = run("ok");
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    let states = entered(&r);
+    assert_eq!(
+        states.first().map(String::as_str),
+        Some("Plan"),
+        "{states:?}"
+    );
+    assert!(states.iter().any(|s| s == "Slices"), "{states:?}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("Commit"),
+        "{states:?}"
+    );
+    let output: Value = serde_json::from_str(r["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output["status"], "completed",
+        "the commit's answer is the result"
+    );
+    let payloads = r["task_payloads"].as_array().unwrap();
+    assert!(payloads[0].get("backfill_plan").is_some(), "{payloads:?}");
+    assert_eq!(
+        payloads.last().unwrap()["backfill_commit"]["backfill_id"],
+        "backfill-test"
+    );
+
+    // Exactly the queued answers were used in order: the plan, four slice parts (the first
+    // slice carried on in its child by a second invocation), then the commit — otherwise
+    // the commit would have received a slice's answer.
+    let runs = r["map_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{r}");
+    assert_eq!(runs[0]["items"]["total"], 3, "one child per slice: {r}");
+    assert_eq!(runs[0]["items"]["succeeded"], 3, "{r}");
+    assert_eq!(
+        runs[0]["max_concurrency"], 1,
+        "from the input's max_concurrency: {r}"
+    );
+
+    // A child whose answers cannot be carried on fails. (AWS then fails the Map and the
+    // execution, as no failure is tolerated; moto 5.2.5 only counts the failed items, and
+    // the commit step itself refuses while a slice is not done: see
+    // the_steps_commit_once_every_slice_is_durable.)
+    let r = run("failed-child");
+    let runs = r["map_runs"].as_array().unwrap();
+    assert_eq!(runs[0]["items"]["failed"], 3, "{r}");
+    assert_eq!(runs[0]["items"]["succeeded"], 0, "{r}");
+    assert_eq!(runs[0]["tolerated_failure_count"], 0, "{r}");
+}
