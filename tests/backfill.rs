@@ -24,6 +24,7 @@ use serde_json::Value;
 on_both_backends!(
     the_steps_commit_once_every_slice_is_durable,
     a_backfill_after_the_cursor_leaves_it,
+    a_slice_that_reaches_the_deadline_goes_on_in_its_next_part,
 );
 
 /// 10 days of users, one every 2 hours from 2024-01-01.
@@ -477,4 +478,58 @@ fn the_state_machine_plans_maps_the_slices_and_commits() {
     assert_eq!(runs[0]["items"]["failed"], 3, "{r}");
     assert_eq!(runs[0]["items"]["succeeded"], 0, "{r}");
     assert_eq!(runs[0]["tolerated_failure_count"], 0, "{r}");
+}
+
+async fn a_slice_that_reaches_the_deadline_goes_on_in_its_next_part(kind: Kind) {
+    let env = Env::new(kind).await;
+    // No upper bound: the backfill is one slice, read to the end, 5 rows a page at 150 ms.
+    let recs = records();
+    let api = FixtureApi::start(move |req, _| {
+        fixture::records_page(&recs, Paging::LinkHeader(5), req).delayed(Duration::from_millis(150))
+    });
+    let src = common::source(&api.url("/users"));
+    let settings = env.settings();
+    let engine = replay_sync::Engine {
+        state: &env.state,
+        source: &src,
+        sink: &env.sink,
+        settings: &settings,
+    };
+    let planned = engine
+        .backfill_plan(
+            &start("2024-01-01T00:00:00Z", "2024-01-11T00:00:00Z"),
+            &Invocation::new("plan", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(planned.slices, 1, "no API_UNTIL_PARAM: one slice");
+    let mut task: SliceTask =
+        serde_json::from_slice::<Vec<SliceTask>>(&env.get(&planned.key).await).unwrap()[0].clone();
+    // Invocations of 1.2 s each, as the state machine's loop makes them, until it is done.
+    let mut parts = 0;
+    loop {
+        parts += 1;
+        assert!(parts < 30, "the slice progresses");
+        let inv = Invocation::new(format!("part-{parts}"), Some(Duration::from_millis(1200)));
+        let out = engine.backfill_slice(&task, &inv).await.unwrap();
+        if out.done {
+            break;
+        }
+        assert_eq!(out.backfill_slice.part, task.part + 1);
+        assert!(out.backfill_slice.read_from.is_some());
+        task = out.backfill_slice;
+    }
+    assert!(parts > 1, "the slice needed more than one invocation");
+    let s = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("commit", None))
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed);
+    // Every row, each part's objects listed; a row on a part's boundary may be read twice.
+    let lines = env.lines(&s.objects).await;
+    let ids: std::collections::HashSet<&str> =
+        lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 120);
+    assert!(lines.len() <= 120 + parts, "{} lines", lines.len());
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-10T22:00:00Z"));
 }
