@@ -19,7 +19,7 @@
 //! Memory: peak RSS (`VmHWM`) of a spread read of 10,000 to 1,000,000 rows with no latency,
 //! at `FETCH_CONCURRENCY` 1, 4 (the default) and 8, and with batches four times larger.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,17 +70,10 @@ fn handle(conn: TcpStream, rows: &Rows, latency: Duration) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map_or(true, |n| n == 0) {
+        let Some(target) = common::next_request(&mut reader) else {
             return;
-        }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-                break;
-            }
-        }
-        let target = line.split_whitespace().nth(1).unwrap_or("/");
+        };
+        let target = target.as_str();
         let url = url::Url::parse(&format!("http://x{target}")).unwrap();
         let param = |name: &str| {
             url.query_pairs()

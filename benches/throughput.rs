@@ -14,7 +14,7 @@
 //! Reports records/s for both, their ratio, and the sync's peak RSS. Outputs go to the
 //! system's temporary directory: `TMPDIR=/dev/shm` takes the disk out of the comparison.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,17 +67,10 @@ fn handle(conn: TcpStream, pages: &[Vec<u8>]) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map_or(true, |n| n == 0) {
+        let Some(target) = common::next_request(&mut reader) else {
             return;
-        }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-                break;
-            }
-        }
-        let target = line.split_whitespace().nth(1).unwrap_or("/");
+        };
+        let target = target.as_str();
         let page: usize = target
             .split("page=")
             .nth(1)

@@ -53,16 +53,9 @@ pub async fn main(args: &[String]) -> ExitCode {
     if args.first().map(String::as_str) == Some("backfill") {
         return backfill(&args[1..]).await;
     }
-    let args = match parse_args(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("replay-sync: {msg}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match usage(parse_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let event = match read_event(args.event.as_deref()) {
         Ok(e) => e,
@@ -91,6 +84,21 @@ pub async fn main(args: &[String]) -> ExitCode {
         Some(timeout),
     );
     finish(app.handle(&event, &invocation).await)
+}
+
+/// Parsed arguments, or the exit: help asked for (0), or bad usage (2, with the usage).
+fn usage<A>(parsed: Result<Option<A>, String>) -> Result<A, ExitCode> {
+    match parsed {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => {
+            println!("{USAGE}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(msg) => {
+            eprintln!("replay-sync: {msg}\n\n{USAGE}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 /// The arguments of `backfill`.
@@ -146,16 +154,9 @@ fn parse_backfill_args(args: &[String]) -> Result<Option<BackfillArgs>, String> 
 
 /// `replay-sync backfill …`: plan, slices and commit in this process.
 async fn backfill(args: &[String]) -> ExitCode {
-    let args = match parse_backfill_args(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("replay-sync: {msg}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match usage(parse_backfill_args(args)) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let app = match Config::from_env() {
         Ok(config) => App::new(config).await,

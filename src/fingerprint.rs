@@ -132,30 +132,14 @@ impl Fingerprints {
     /// dropped once the set has doubled, and beyond `max` the oldest go (cheap to call often).
     /// Dropping only ever costs a write the next run could have skipped.
     pub fn bound(&mut self, floor: Option<DateTime<Utc>>, max: usize) {
-        if self.map.len() <= self.next_bound.max(MIN_BOUND) {
-            return;
-        }
-        if let Some(floor) = floor {
-            let f = floor.timestamp_millis();
-            self.map.retain(|_, fp| fp.updated_ms >= f);
-            self.dropped_below = Some(self.dropped_below.map_or(f, |d| d.max(f)));
-        }
-        if self.map.len() > max {
-            let cut = self.cut(max);
-            self.dropped_below = Some(self.dropped_below.map_or(cut + 1, |d| d.max(cut + 1)));
-        }
-        self.next_bound = self
-            .map
-            .len()
-            .saturating_mul(2)
-            .min(max.saturating_add(max / 4));
+        self.bound_sliced(floor, (None, None), max);
     }
 
     /// [`Fingerprints::bound`] for a run read in slices, out of `updatedAt` order: besides
     /// what lies at or above `floor`, the entries within `band` (`[low, high]`: the part of
     /// the overlap the slices have still to read, where the loaded entries are) are kept.
     /// Coverage shrinks to `floor` as with `bound`: rows below it are then neither skipped
-    /// nor called late by the next run, only written again.
+    /// nor called late by the next run, only written again. (An empty band: `bound`.)
     pub fn bound_sliced(
         &mut self,
         floor: Option<DateTime<Utc>>,
@@ -167,10 +151,13 @@ impl Fingerprints {
         }
         if let Some(floor) = floor {
             let f = floor.timestamp_millis();
-            let (low, high) = (
-                band.0.map_or(i64::MIN, |t| t.timestamp_millis()),
-                band.1.map_or(i64::MIN, |t| t.timestamp_millis()),
-            );
+            let (low, high) = match band {
+                (low, Some(high)) => (
+                    low.map_or(i64::MIN, |t| t.timestamp_millis()),
+                    high.timestamp_millis(),
+                ),
+                (_, None) => (i64::MAX, i64::MIN), // empty
+            };
             self.map.retain(|_, fp| {
                 fp.updated_ms >= f || (fp.updated_ms >= low && fp.updated_ms <= high)
             });

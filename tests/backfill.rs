@@ -240,6 +240,26 @@ fn sliced(env: &Env, url: &str) -> (replay_sync::source::http::HttpSource, Setti
     (src, env.settings())
 }
 
+type Engine<'a> = replay_sync::Engine<
+    'a,
+    replay_sync::app::AnyState,
+    replay_sync::source::http::HttpSource,
+    replay_sync::app::AnySink,
+>;
+
+fn engine<'a>(
+    env: &'a Env,
+    src: &'a replay_sync::source::http::HttpSource,
+    settings: &'a Settings,
+) -> Engine<'a> {
+    replay_sync::Engine {
+        state: &env.state,
+        source: src,
+        sink: &env.sink,
+        settings,
+    }
+}
+
 fn start(from: &str, to: &str) -> BackfillStart {
     BackfillStart {
         from: from.into(),
@@ -253,12 +273,7 @@ async fn the_steps_commit_once_every_slice_is_durable(kind: Kind) {
     let env = Env::new(kind).await;
     let api = fixture::records_api(records(), Paging::LinkHeader(7));
     let (src, settings) = sliced(&env, &api.url("/users"));
-    let engine = replay_sync::Engine {
-        state: &env.state,
-        source: &src,
-        sink: &env.sink,
-        settings: &settings,
-    };
+    let engine = engine(&env, &src, &settings);
     let inv = Invocation::new("plan", None);
     let planned = engine
         .backfill_plan(&start("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"), &inv)
@@ -349,12 +364,7 @@ async fn a_backfill_after_the_cursor_leaves_it(kind: Kind) {
     );
     let api = fixture::records_api(records(), Paging::LinkHeader(7));
     let (src, settings) = sliced(&env, &api.url("/users"));
-    let engine = replay_sync::Engine {
-        state: &env.state,
-        source: &src,
-        sink: &env.sink,
-        settings: &settings,
-    };
+    let engine = engine(&env, &src, &settings);
     // From after the cursor: the rows land, the cursor does not jump the gap.
     let inv = Invocation::new("after", None);
     let s = engine
@@ -489,12 +499,7 @@ async fn a_slice_that_reaches_the_deadline_goes_on_in_its_next_part(kind: Kind) 
     });
     let src = common::source(&api.url("/users"));
     let settings = env.settings();
-    let engine = replay_sync::Engine {
-        state: &env.state,
-        source: &src,
-        sink: &env.sink,
-        settings: &settings,
-    };
+    let engine = engine(&env, &src, &settings);
     let planned = engine
         .backfill_plan(
             &start("2024-01-01T00:00:00Z", "2024-01-11T00:00:00Z"),

@@ -49,6 +49,19 @@ fn started_at(at: &str, remaining: Option<Duration>) -> Invocation {
     }
 }
 
+/// A scheduled run as an invocation that started at `at` (see [`started_at`]).
+async fn run_at(
+    env: &Env,
+    src: &replay_sync::source::http::HttpSource,
+    settings: &Settings,
+    at: &str,
+    remaining: Option<Duration>,
+) -> replay_sync::Result<replay_sync::RunSummary> {
+    let inv = started_at(at, remaining);
+    env.run_as(&env.state, src, settings, &RunRequest::scheduled(), &inv)
+        .await
+}
+
 async fn seed(env: &Env, cursor: &str) {
     let c = common::commit(&env.state, &env.sync_id, Some(ts(cursor)), "seed").await;
     assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
@@ -108,9 +121,7 @@ async fn rows_on_slice_boundaries_are_read_once(kind: Kind) {
     let api = fixture::records_api(records, Paging::LinkHeader(2));
     let (src, settings) = sliced(&env, &api.url("/x"), 4);
 
-    let inv = started_at("2024-01-15T12:00:00Z", None);
-    let s = env
-        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+    let s = run_at(&env, &src, &settings, "2024-01-15T12:00:00Z", None)
         .await
         .unwrap();
 
@@ -158,9 +169,7 @@ async fn equal_timestamps_across_a_split_stay_whole(kind: Kind) {
     let api = fixture::records_api(records, Paging::LinkHeader(5));
     let (src, settings) = sliced(&env, &api.url("/x?latency_ms=20"), 4);
 
-    let inv = started_at("2024-01-15T12:00:00Z", None);
-    let s = env
-        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+    let s = run_at(&env, &src, &settings, "2024-01-15T12:00:00Z", None)
         .await
         .unwrap();
 
@@ -206,9 +215,7 @@ async fn a_failing_slice_fails_the_run_and_the_cursor_stays(kind: Kind) {
     });
     let (src, settings) = sliced(&env, &api.url("/x"), 4);
 
-    let inv = started_at("2024-01-15T12:00:00Z", None);
-    let err = env
-        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+    let err = run_at(&env, &src, &settings, "2024-01-15T12:00:00Z", None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "UpstreamHttpError", "{err}");
@@ -223,9 +230,7 @@ async fn a_failing_slice_fails_the_run_and_the_cursor_stays(kind: Kind) {
 
     // The API recovers: the next run reads the whole window again and completes.
     broken.store(false, Ordering::SeqCst);
-    let inv = started_at("2024-01-15T12:00:00Z", None);
-    let s = env
-        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+    let s = run_at(&env, &src, &settings, "2024-01-15T12:00:00Z", None)
         .await
         .unwrap();
     assert_eq!(s.status, Status::Completed);
@@ -256,11 +261,15 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
     });
     let (src, settings) = sliced(&env, &api.url("/x"), 4);
 
-    let inv = started_at("2024-01-16T00:00:00Z", Some(Duration::from_millis(1500)));
-    let first = env
-        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
-        .await
-        .unwrap();
+    let first = run_at(
+        &env,
+        &src,
+        &settings,
+        "2024-01-16T00:00:00Z",
+        Some(Duration::from_millis(1500)),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.status, Status::Partial, "{first:?}");
     assert!(
         first.reason.as_deref().unwrap_or("").contains("skip"),
@@ -288,9 +297,7 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
 
     slow.store(false, Ordering::SeqCst);
     let before = api.requests().len();
-    let inv = started_at("2024-01-16T00:10:00Z", None);
-    let second = env
-        .run_as(&env.state, &src, &settings, &RunRequest::scheduled(), &inv)
+    let second = run_at(&env, &src, &settings, "2024-01-16T00:10:00Z", None)
         .await
         .unwrap();
     assert_eq!(second.status, Status::Completed, "{second:?}");

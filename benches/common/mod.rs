@@ -91,3 +91,20 @@ pub fn run_bin(
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{log}")),
     )
 }
+
+/// The next request on a keep-alive connection: its target (`/path?query`), after reading
+/// its headers; `None` once the client has gone.
+#[allow(dead_code)]
+pub fn next_request(reader: &mut impl std::io::BufRead) -> Option<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).map_or(true, |n| n == 0) {
+        return None;
+    }
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+            break;
+        }
+    }
+    Some(line.split_whitespace().nth(1).unwrap_or("/").to_string())
+}
