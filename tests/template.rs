@@ -428,6 +428,9 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
                 "{s}"
             );
         }
+        if actions.contains("states:") {
+            assert!(resource.contains("${AWS::StackName}-backfill"), "its own only: {s}");
+        }
     }
     assert_eq!(
         t["Outputs"]["BackfillStateMachineArn"]["Value"]["Ref"],
