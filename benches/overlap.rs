@@ -107,6 +107,7 @@ async fn steady_state(rows: usize, fingerprint_max: usize) -> Tally {
         deadline_margin: Duration::from_secs(30),
         fingerprint_max,
         fetch_concurrency: 1,
+        format: Default::default(),
     };
     let start = replay_sync::window::parse_ts("2024-03-01T00:00:00Z").unwrap();
     // Every row last changed some time in the day before the start.

@@ -62,6 +62,7 @@ impl App {
                 deadline_margin: config.deadline_margin,
                 fingerprint_max: config.fingerprint_max,
                 fetch_concurrency: config.fetch_concurrency,
+                format: config.format,
             },
             state,
             sink,

@@ -122,6 +122,8 @@ pub struct Config {
     pub fingerprint_max: usize,
     /// `FETCH_CONCURRENCY`: time slices in flight at once (with `API_UNTIL_PARAM`).
     pub fetch_concurrency: usize,
+    /// `OUTPUT_COMPRESSION`: how data and rejected objects are stored.
+    pub format: crate::format::Format,
 }
 
 /// Default of `FETCH_CONCURRENCY`.
@@ -205,6 +207,15 @@ impl Config {
             DEFAULT_FETCH_CONCURRENCY,
             MAX_FETCH_CONCURRENCY,
         )?;
+        let format = match get("OUTPUT_COMPRESSION") {
+            None => crate::format::Format::default(),
+            Some(v) => crate::format::Format::from_compression(&v).ok_or_else(|| {
+                Error::config(
+                    "OUTPUT_COMPRESSION",
+                    format!("expected none, gzip or zstd, got {v:?}"),
+                )
+            })?,
+        };
         let fingerprint_max = match get("FINGERPRINT_MAX").as_deref() {
             Some("0") => 0,
             _ => parse_positive(&get, "FINGERPRINT_MAX", 500_000)?,
@@ -230,6 +241,7 @@ impl Config {
             deadline_margin: std::time::Duration::from_secs(margin as u64),
             fingerprint_max,
             fetch_concurrency,
+            format,
         })
     }
 }
@@ -570,6 +582,10 @@ mod tests {
         assert_eq!(
             err_var(&[API, ("API_UNTIL_PARAM", "since")]),
             "API_UNTIL_PARAM"
+        );
+        assert_eq!(
+            err_var(&[API, ("OUTPUT_COMPRESSION", "lz4")]),
+            "OUTPUT_COMPRESSION"
         );
         // Once a panic (an instant overflowed): now a configuration error.
         assert_eq!(

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use common::fixture::{Paging, shared_records_api, user};
 use common::{Env, Kind, peers, source};
+use replay_sync::format::Format;
 use serde_json::Value;
 
 fn readme_query() -> String {
@@ -21,7 +22,7 @@ fn readme_query() -> String {
         .and_then(|s| s.split("```").next())
         .expect("a sql block");
     assert!(
-        sql.contains("'.replay-sync/output/user/*.jsonl'"),
+        sql.contains("'.replay-sync/output/user/*.jsonl*'"),
         "the query reads the default output"
     );
     sql.to_string()
@@ -59,6 +60,25 @@ print(json.dumps([dict(zip(cols, map(str, row))) for row in rel.fetchall()]))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_query_returns_the_newest_version_of_each_id() {
+    newest_version_of_each_id(Format::Jsonl).await;
+}
+
+/// The same query, as written, over compressed output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_query_reads_gzip_and_zstd_output() {
+    common::compressed(
+        Format::JsonlGzip,
+        newest_version_of_each_id(Format::JsonlGzip),
+    )
+    .await;
+    common::compressed(
+        Format::JsonlZstd,
+        newest_version_of_each_id(Format::JsonlZstd),
+    )
+    .await;
+}
+
+async fn newest_version_of_each_id(format: Format) {
     let env = Env::new(Kind::File).await;
     let records = Arc::new(Mutex::new(vec![
         user("a", "2024-01-15T10:00:00Z"),
@@ -101,8 +121,19 @@ async fn readme_query_returns_the_newest_version_of_each_id() {
     let common::Lake::Dir(root) = &env.lake else {
         unreachable!()
     };
-    let path = root.join(&env.sync_id).join("*.jsonl");
-    let sql = readme_query().replace(".replay-sync/output/user/*.jsonl", path.to_str().unwrap());
+    let dir = root.join(&env.sync_id);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('_'))
+        .collect();
+    assert!(
+        names.iter().all(|n| n.ends_with(format.extension())),
+        "objects as {format:?}: {names:?}"
+    );
+    let path = dir.join("*.jsonl*");
+    let sql = readme_query().replace(".replay-sync/output/user/*.jsonl*", path.to_str().unwrap());
     let rows = duckdb(&sql).expect("the README query failed");
 
     let total_lines = env

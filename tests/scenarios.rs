@@ -18,11 +18,33 @@ use serde_json::{Value, json};
 
 // The real playground takes no upper bound, and these check one stream's requests.
 on_both_backends!(
+    compressed_objects_are_what_their_names_and_types_say,
     full_sync_lands_every_playground_user,
     second_run_sends_the_buffered_since,
     since_on_the_wire_is_the_seed_example,
     dry_run_writes_and_checkpoints_nothing,
     failure_mid_run_keeps_the_cursor,
+);
+
+// Every scenario again with the output compressed, gzip and zstd, on both backends.
+on_both_backends_compressed!(
+    full_sync_lands_every_playground_user,
+    second_run_sends_the_buffered_since,
+    dry_run_writes_and_checkpoints_nothing,
+    failure_mid_run_keeps_the_cursor,
+    lost_checkpoint_race_is_a_conflict,
+    checkpoint_is_fenced_on_version_and_lease,
+    override_replays_without_moving_the_cursor_back,
+    rewind_moves_the_cursor_back,
+    bad_records_are_rejected_not_dropped,
+    future_records_are_written_but_the_cursor_is_clamped,
+    batches_are_bounded_and_deduplicated,
+    failed_checkpoint_then_retry_rewrites_the_same_keys,
+    nothing_fetched_leaves_the_cursor,
+    out_of_order_records_hold_the_cursor_when_stopping_early,
+    stale_replica_versions_are_counted_not_written,
+    objects_are_durable_before_the_manifest_and_the_checkpoint,
+    a_quiet_run_reuses_the_fingerprint_set,
 );
 
 mod sliced {
@@ -94,13 +116,15 @@ async fn full_sync_lands_every_playground_user(kind: Kind) {
         assert_eq!(&rec, by_id[id], "record {id} is kept as the API sent it");
     }
 
-    // Keys live under PREFIX/SYNC_ID/ and are JSON Lines.
+    // Keys live under PREFIX/SYNC_ID/ and are JSON Lines (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`
+    // as OUTPUT_COMPRESSION says).
     let prefix = match kind {
         Kind::File => format!("{}/", env.sync_id),
         Kind::Aws => format!("raw/api/{}/", env.sync_id),
     };
+    let ext = format!(".{}", common::compression().extension());
     for k in &s.objects {
-        assert!(k.starts_with(&prefix) && k.ends_with(".jsonl"), "{k}");
+        assert!(k.starts_with(&prefix) && k.ends_with(&ext), "{k}");
     }
 
     // The cursor is the greatest updatedAt written; the state says so.
@@ -1075,4 +1099,75 @@ async fn a_quiet_run_reuses_the_fingerprint_set(kind: Kind) {
         (after.counts.records_written, after.counts.records_skipped),
         (0, 2)
     );
+}
+
+/// gzip and zstd objects: named `.jsonl.gz`/`.jsonl.zst`, holding that codec's bytes, stored
+/// as `application/gzip`/`application/zstd` with no `Content-Encoding` (no HTTP client
+/// decompresses them behind the reader's back), and decompressing to the very lines a plain
+/// run writes; the rejected objects too.
+async fn compressed_objects_are_what_their_names_and_types_say(kind: Kind) {
+    use replay_sync::format::Format;
+    let records = vec![
+        user("a", "2024-01-15T10:00:00Z"),
+        user("b", "2024-01-15T11:00:00Z"),
+        json!({"id": "no-time"}),
+    ];
+    let api = fixture::records_api(records, Paging::None);
+    let src = source(&api.url("/x"));
+    let mut plain: Option<Vec<Value>> = None;
+    for (format, magic, content_type) in [
+        (Format::Jsonl, &b"{"[..], "application/x-ndjson"),
+        (Format::JsonlGzip, &[0x1f, 0x8b][..], "application/gzip"),
+        (
+            Format::JsonlZstd,
+            &[0x28, 0xb5, 0x2f, 0xfd][..],
+            "application/zstd",
+        ),
+    ] {
+        let env = Env::new(kind).await;
+        let settings = replay_sync::Settings {
+            format,
+            ..env.settings()
+        };
+        let s = env
+            .run_with(&src, &settings, &RunRequest::scheduled())
+            .await
+            .unwrap();
+        assert_eq!(s.counts.records_written, 2);
+        assert_eq!(s.rejected_objects.len(), 1);
+        for key in s.objects.iter().chain(&s.rejected_objects) {
+            assert!(key.ends_with(&format!(".{}", format.extension())), "{key}");
+            let body = env.get(key).await;
+            assert!(
+                body.starts_with(magic),
+                "{key}: {:?}",
+                &body[..4.min(body.len())]
+            );
+            if let common::Lake::S3 { client, bucket, .. } = &env.lake {
+                let head = client
+                    .head_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(head.content_type(), Some(content_type), "{key}");
+                assert_eq!(head.content_encoding(), None, "{key}");
+            }
+        }
+        let mut lines: Vec<Value> = env
+            .lines(&[s.objects.clone(), s.rejected_objects.clone()].concat())
+            .await
+            .into_iter()
+            .map(|mut l| {
+                l.as_object_mut().unwrap().remove("_synced_at");
+                l
+            })
+            .collect();
+        lines.sort_by_key(|l| l.to_string());
+        match &plain {
+            None => plain = Some(lines),
+            Some(p) => assert_eq!(&lines, p, "{format:?} holds the same lines as plain output"),
+        }
+    }
 }

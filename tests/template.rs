@@ -429,7 +429,10 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
             );
         }
         if actions.contains("states:") {
-            assert!(resource.contains("${AWS::StackName}-backfill"), "its own only: {s}");
+            assert!(
+                resource.contains("${AWS::StackName}-backfill"),
+                "its own only: {s}"
+            );
         }
     }
     assert_eq!(

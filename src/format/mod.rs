@@ -1,30 +1,60 @@
 //! How a batch becomes the bytes of an object, and how to tell that two objects say the same:
-//! JSON Lines today (compression will go here). A [`crate::sink::Sink`] only stores bytes under
-//! a key with a content type; it never looks inside them.
+//! JSON Lines, plain or compressed (`OUTPUT_COMPRESSION`). A [`crate::sink::Sink`] only stores
+//! bytes under a key with a content type; it never looks inside them.
+//!
+//! Compressed objects are stored as what they are — `application/gzip` (`.jsonl.gz`) or
+//! `application/zstd` (`.jsonl.zst`) — with no `Content-Encoding`: an HTTP client (a
+//! browser, `curl --compressed`, some SDKs) would otherwise decompress them behind the
+//! reader's back, and the bytes read would not be the object. Athena, DuckDB and Spark pick
+//! the codec from the extension.
+
+use std::io::{Read, Write};
 
 use crate::record::{Record, Rejected};
 
-/// Content type of data and rejected objects.
+/// Content type of plain data and rejected objects.
 pub const JSONL: &str = "application/x-ndjson";
+/// Content type of gzip-compressed JSON Lines (`.jsonl.gz`).
+pub const GZIP: &str = "application/gzip";
+/// Content type of zstd-compressed JSON Lines (`.jsonl.zst`).
+pub const ZSTD: &str = "application/zstd";
+/// gzip level: the usual default (what `gzip` and Firehose use).
+pub const GZIP_LEVEL: u32 = 6;
+/// zstd level: fast, and still smaller than gzip.
+pub const ZSTD_LEVEL: i32 = 3;
 /// Content type of manifests.
 pub const JSON: &str = "application/json";
 /// Content type of fingerprint sets.
 pub const BINARY: &str = "application/octet-stream";
 
-/// The format of data and rejected objects.
+/// The format of data and rejected objects: JSON Lines (one record per line, UTF-8,
+/// `\n`-terminated), plain or compressed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {
-    /// JSON Lines: one record per line, UTF-8, `\n`-terminated.
     #[default]
     Jsonl,
+    JsonlGzip,
+    JsonlZstd,
 }
 
 impl Format {
+    /// The format `OUTPUT_COMPRESSION` names (`none`, `gzip`, `zstd`).
+    pub fn from_compression(name: &str) -> Option<Format> {
+        match name {
+            "none" => Some(Format::Jsonl),
+            "gzip" => Some(Format::JsonlGzip),
+            "zstd" => Some(Format::JsonlZstd),
+            _ => None,
+        }
+    }
+
     /// The file name extension of its objects (without the dot).
     pub fn extension(self) -> &'static str {
         match self {
             Format::Jsonl => "jsonl",
+            Format::JsonlGzip => "jsonl.gz",
+            Format::JsonlZstd => "jsonl.zst",
         }
     }
 
@@ -32,6 +62,8 @@ impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Jsonl => JSONL,
+            Format::JsonlGzip => GZIP,
+            Format::JsonlZstd => ZSTD,
         }
     }
 
@@ -41,7 +73,7 @@ impl Format {
         for r in records {
             r.write_line(&mut out, synced_at);
         }
-        out
+        self.compress(out)
     }
 
     /// A rejected object: each rejected item with its reason, plus `_synced_at`.
@@ -50,12 +82,45 @@ impl Format {
         for r in rejected {
             r.write_line(&mut out, synced_at);
         }
-        out
+        self.compress(out)
+    }
+
+    /// `lines` as this format stores them.
+    fn compress(self, lines: Vec<u8>) -> Vec<u8> {
+        match self {
+            Format::Jsonl => lines,
+            Format::JsonlGzip => {
+                let mut e = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(lines.len() / 4),
+                    flate2::Compression::new(GZIP_LEVEL),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = e.write_all(&lines);
+                e.finish().unwrap_or_default()
+            }
+            Format::JsonlZstd => zstd::bulk::compress(&lines, ZSTD_LEVEL).unwrap_or_default(),
+        }
     }
 }
 
+/// The JSON Lines an object of `content_type` holds (`None`: it cannot be decompressed).
+pub fn lines_of(content_type: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match content_type {
+        GZIP => flate2::read::MultiGzDecoder::new(body)
+            .read_to_end(&mut out)
+            .ok()?,
+        ZSTD => zstd::stream::read::Decoder::new(body)
+            .ok()?
+            .read_to_end(&mut out)
+            .ok()?,
+        _ => return Some(body.to_vec()),
+    };
+    Some(out)
+}
+
 /// Whether an object holding `existing` already says what `body` says: the same bytes; for
-/// JSON Lines, the same lines but for each line's `_synced_at` (the stamp of the attempt
+/// JSON Lines (compressed or not: compared decompressed), the same lines but for each line's `_synced_at` (the stamp of the attempt
 /// that wrote it); for a JSON manifest, the same but for what describes the attempt rather
 /// than what it wrote: its `synced_at`, the window's `until` (the planning attempt's clock),
 /// and the `pages` and `bytes_fetched` it took (slices split at other moments read other
@@ -65,6 +130,13 @@ pub fn same_content(content_type: &str, existing: &[u8], body: &[u8]) -> bool {
         return true;
     }
     match content_type {
+        GZIP | ZSTD => match (
+            lines_of(content_type, existing),
+            lines_of(content_type, body),
+        ) {
+            (Some(a), Some(b)) => same_content(JSONL, &a, &b),
+            _ => false,
+        },
         JSONL => {
             let (mut a, mut b) = (existing.split(|&c| c == b'\n'), body.split(|&c| c == b'\n'));
             loop {

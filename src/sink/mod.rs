@@ -58,13 +58,18 @@ pub enum Put {
 /// Alternative keys tried beside a planned key that holds other content.
 pub const ALTERNATIVE_KEYS: usize = 16;
 
-/// `user/x-00001.jsonl` → `user/x-00001~2.jsonl` (n > 0).
+/// `user/x-00001.jsonl` → `user/x-00001~2.jsonl`, `user/x-00001.jsonl.gz` →
+/// `user/x-00001~2.jsonl.gz` (n > 0): the mark goes before the file name's first dot.
 pub fn alternative(rel: &str, n: usize) -> String {
     if n == 0 {
         return rel.to_string();
     }
-    match rel.rsplit_once('.') {
-        Some((stem, ext)) if !ext.contains('/') => format!("{stem}~{n}.{ext}"),
+    let name_at = rel.rfind('/').map_or(0, |i| i + 1);
+    match rel[name_at..].find('.') {
+        Some(dot) if dot > 0 => {
+            let at = name_at + dot;
+            format!("{}~{n}{}", &rel[..at], &rel[at..])
+        }
         _ => format!("{rel}~{n}"),
     }
 }
@@ -120,5 +125,10 @@ mod tests {
             "u/_manifests/r~1.json"
         );
         assert_eq!(alternative("a.b/noext", 1), "a.b/noext~1");
+        assert_eq!(
+            alternative("u/r-00001.jsonl.gz", 1),
+            "u/r-00001~1.jsonl.gz",
+            "a compressed object keeps its whole extension"
+        );
     }
 }

@@ -178,6 +178,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             range.name.clone(),
             window::format_millis(job.started_at),
             sh.limit.clone(),
+            settings.format,
         );
         // Slices fill their batches at once: each gets its share of the limits.
         let limits = match sh.slices {

@@ -62,6 +62,8 @@ pub struct Settings {
     pub fingerprint_max: usize,
     /// Time slices read at once when the source takes an upper bound (1: one stream).
     pub fetch_concurrency: usize,
+    /// How data and rejected objects are stored (`OUTPUT_COMPRESSION`).
+    pub format: crate::format::Format,
 }
 
 /// How long a lease lasts when the invocation has no deadline (the local mode): Lambda's

@@ -73,7 +73,8 @@ struct Pending {
 impl<Si: Sink + Clone + 'static> Written<Si> {
     /// Nothing written yet: objects go under `prefix` (the sync id's folder), named after
     /// `name` (the run id, and the slice), their lines stamped `synced_at`; in a dry run
-    /// nothing is written at all. At most `limit`'s permits of writes are under way.
+    /// nothing is written at all. At most `limit`'s permits of writes are under way; objects
+    /// are stored in `format`.
     pub(super) fn new(
         sink: Si,
         dry_run: bool,
@@ -81,11 +82,12 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         name: String,
         synced_at: String,
         limit: Arc<Semaphore>,
+        format: Format,
     ) -> Self {
         Written {
             sink,
             dry_run,
-            format: Format::default(),
+            format,
             prefix,
             name,
             synced_at,

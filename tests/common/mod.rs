@@ -52,6 +52,37 @@ macro_rules! on_both_backends_and_sliced {
     };
 }
 
+/// The tests again with the output compressed: gzip and zstd, on both backends
+/// (`OUTPUT_COMPRESSION`), as `compressed::<test>::{file,aws}_{gzip,zstd}`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends_compressed {
+    ($($name:ident),* $(,)?) => {
+        mod compressed {
+            use replay_sync::format::Format;
+            $(
+                mod $name {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn file_gzip() {
+                        super::super::common::compressed(super::Format::JsonlGzip, super::super::$name(super::super::Kind::File)).await
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn file_zstd() {
+                        super::super::common::compressed(super::Format::JsonlZstd, super::super::$name(super::super::Kind::File)).await
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn aws_gzip() {
+                        super::super::common::compressed(super::Format::JsonlGzip, super::super::$name(super::super::Kind::Aws)).await
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn aws_zstd() {
+                        super::super::common::compressed(super::Format::JsonlZstd, super::super::$name(super::super::Kind::Aws)).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 pub mod fixture;
 pub mod peers;
 pub mod replica;
@@ -235,6 +266,7 @@ impl Env {
             deadline_margin: std::time::Duration::from_secs(30),
             fingerprint_max: 500_000,
             fetch_concurrency: slices(),
+            format: compression(),
         }
     }
 
@@ -410,7 +442,7 @@ impl Env {
     pub async fn lines(&self, keys: &[String]) -> Vec<Value> {
         let mut out = Vec::new();
         for k in keys {
-            let body = self.get(k).await;
+            let body = decompressed(k, self.get(k).await);
             let text = String::from_utf8(body).expect("UTF-8 object");
             assert!(
                 text.is_empty() || text.ends_with('\n'),
@@ -493,6 +525,37 @@ impl Lake {
 
 thread_local! {
     static SLICES: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
+    static COMPRESSION: std::cell::Cell<replay_sync::format::Format> =
+        const { std::cell::Cell::new(replay_sync::format::Format::Jsonl) };
+}
+
+/// `OUTPUT_COMPRESSION` of the test running on this thread (set by [`compressed`]).
+pub fn compression() -> replay_sync::format::Format {
+    COMPRESSION.with(|c| c.get())
+}
+
+/// Runs `test` with its output stored in `format`.
+pub async fn compressed<F: std::future::Future>(
+    format: replay_sync::format::Format,
+    test: F,
+) -> F::Output {
+    COMPRESSION.with(|c| c.set(format));
+    let out = test.await;
+    COMPRESSION.with(|c| c.set(replay_sync::format::Format::Jsonl));
+    out
+}
+
+/// The JSON Lines of the object at `key`, decompressed as its extension says.
+pub fn decompressed(key: &str, body: Vec<u8>) -> Vec<u8> {
+    use replay_sync::format::{GZIP, ZSTD, lines_of};
+    let kind = if key.ends_with(".gz") {
+        GZIP
+    } else if key.ends_with(".zst") {
+        ZSTD
+    } else {
+        return body;
+    };
+    lines_of(kind, &body).unwrap_or_else(|| panic!("{key} does not decompress"))
 }
 
 /// `FETCH_CONCURRENCY` of the test running on this thread (1: one stream): set by
