@@ -167,7 +167,10 @@ fn sync_with(
     ];
     // Tuning knobs for experiments pass through.
     env.extend(std::env::vars().filter(|(k, _)| {
-        k.starts_with("BATCH_") || k.starts_with("MALLOC_") || k == "FINGERPRINT_MAX"
+        k.starts_with("BATCH_")
+            || k.starts_with("MALLOC_")
+            || k == "FINGERPRINT_MAX"
+            || k == "OUTPUT_COMPRESSION"
     }));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     common::invoke(env_key_values(&env))
@@ -202,8 +205,12 @@ fn main() {
         record(123_456).len()
     );
     println!(
-        "{:>9} {:>12} {:>12} {:>7} {:>11} {:>9}",
-        "records", "raw rec/s", "sync rec/s", "ratio", "sync MB/s", "peak RSS"
+        "OUTPUT_COMPRESSION={}",
+        std::env::var("OUTPUT_COMPRESSION").unwrap_or_else(|_| "none".into())
+    );
+    println!(
+        "{:>9} {:>12} {:>12} {:>7} {:>11} {:>9} {:>10}",
+        "records", "raw rec/s", "sync rec/s", "ratio", "sync MB/s", "peak RSS", "out B/rec"
     );
     for n in sizes {
         let pages = Arc::new(build_pages(n));
@@ -224,14 +231,24 @@ fn main() {
         );
         let raw_rate = n as f64 / raw.as_secs_f64();
         let sync_rate = n as f64 / took.as_secs_f64();
+        // The data objects' size (not the manifest, the fingerprints).
+        let out: u64 = std::fs::read_dir(dir.path().join("out/user"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
         println!(
-            "{:>9} {:>12.0} {:>12.0} {:>7.2} {:>11.1} {:>7.1}MB",
+            "{:>9} {:>12.0} {:>12.0} {:>7.2} {:>11.1} {:>7.1}MB {:>10.1}",
             n,
             raw_rate,
             sync_rate,
             sync_rate / raw_rate,
             bytes as f64 / took.as_secs_f64() / 1e6,
-            rss_kib as f64 / 1024.0
+            rss_kib as f64 / 1024.0,
+            out as f64 / n as f64
         );
         if n >= 500_000 {
             full_fingerprints(port, dir.path(), n);

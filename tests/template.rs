@@ -440,3 +440,65 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
         "BackfillStateMachine"
     );
 }
+
+#[test]
+fn output_is_compressed_and_catalogued_for_athena() {
+    let t = template();
+    let r = &t["Resources"];
+    assert_eq!(t["Parameters"]["OutputCompression"]["Default"], "gzip");
+    let vars = &r["SyncFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(vars["OUTPUT_COMPRESSION"]["Ref"], "OutputCompression");
+
+    // The table over PREFIX/SYNC_ID/: JSON SerDe, the seed's columns and _synced_at.
+    let table = &r["LakeTable"]["Properties"]["TableInput"];
+    let sd = &table["StorageDescriptor"];
+    assert!(
+        sd["Location"]
+            .to_string()
+            .contains("s3://${OutputBucket}/${OutputPrefix}/${SyncId}/"),
+        "{sd}"
+    );
+    assert_eq!(
+        sd["SerdeInfo"]["SerializationLibrary"],
+        "org.openx.data.jsonserde.JsonSerDe"
+    );
+    let columns: Vec<&str> = sd["Columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "id",
+            "name",
+            "email",
+            "address",
+            "company",
+            "job",
+            "createdat",
+            "updatedat",
+            "_synced_at"
+        ]
+    );
+    assert_eq!(table["TableType"], "EXTERNAL_TABLE");
+
+    // The latest row per id, shipped as a named query (and one that creates a view), in a
+    // workgroup whose results stay out of the data's prefix.
+    for q in ["LatestByIdQuery", "LatestViewQuery"] {
+        let p = &r[q]["Properties"];
+        let text = p["QueryString"]["Fn::Sub"][0].as_str().unwrap();
+        assert!(text.contains("row_number() OVER"), "{text}");
+        assert!(text.contains("PARTITION BY id"), "{text}");
+        assert!(text.contains("WHERE rn = 1"), "{text}");
+        assert_eq!(p["WorkGroup"]["Ref"], "QueryWorkGroup");
+    }
+    let wg = &r["QueryWorkGroup"]["Properties"]["WorkGroupConfiguration"];
+    assert_eq!(wg["EnforceWorkGroupConfiguration"], true);
+    let out = wg["ResultConfiguration"]["OutputLocation"].to_string();
+    assert!(
+        out.contains("athena-results/") && !out.contains("${SyncId}"),
+        "{out}"
+    );
+}
