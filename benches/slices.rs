@@ -6,6 +6,7 @@
 //!     cargo bench --bench slices -- memory       # only the memory table
 //!     LATENCY_MS=50 cargo bench --bench slices -- speed
 //!     cargo bench --bench slices -- backfill     # a month by `backfill` against one stream
+//!     cargo bench --bench slices -- bytes        # bytes per record: none, gzip, zstd
 //!
 //! A fixture API on 127.0.0.1 serves N user records (~341 bytes each, 1,000 a page) sorted by
 //! `updatedAt`, filtered by `since <= updatedAt < until`, each page answered after
@@ -37,6 +38,79 @@ struct Rows {
 }
 
 impl Rows {
+    /// `n` user rows of varied content (names, emails, addresses, jobs drawn from lists and
+    /// random numbers, as a real users table has), spread over `span` from `start`: what the
+    /// compression figures are measured on (the throughput rows repeat themselves too much).
+    fn varied(n: usize, start: DateTime<Utc>, span: TimeDelta) -> Rows {
+        const FIRST: [&str; 16] = [
+            "Ada", "Brian", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal",
+            "Kofi", "Lena", "Mateo", "Nadia", "Oscar", "Priya",
+        ];
+        const LAST: [&str; 16] = [
+            "Okafor",
+            "Lindqvist",
+            "Moreau",
+            "Tanaka",
+            "Silva",
+            "Kowalski",
+            "Haddad",
+            "Nguyen",
+            "Fischer",
+            "Romero",
+            "Petrov",
+            "Mensah",
+            "O'Brien",
+            "Rossi",
+            "Yilmaz",
+            "Chen",
+        ];
+        const STREETS: [&str; 8] = [
+            "Maple Ave",
+            "Harbour Rd",
+            "Kingsway",
+            "Elm St",
+            "Rue de la Paix",
+            "Birch Lane",
+            "Station Rd",
+            "Canal St",
+        ];
+        const JOBS: [&str; 8] = [
+            "Data Engineer",
+            "Nurse",
+            "Quantity Surveyor",
+            "Teacher",
+            "Pilot",
+            "Chef",
+            "Accountant",
+            "Architect",
+        ];
+        let mut rng = fastrand::Rng::with_seed(42);
+        let step = span.num_milliseconds() as f64 / n as f64;
+        let mut at = Vec::with_capacity(n);
+        let mut json = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = start + TimeDelta::milliseconds((i as f64 * step) as i64);
+            let t = t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let (f, l) = (FIRST[rng.usize(..16)], LAST[rng.usize(..16)]);
+            let created = start - TimeDelta::seconds(rng.i64(0..400_000_000));
+            json.push(
+                serde_json::json!({
+                    "id": format!("{:08x}-{:04x}-{:04x}", rng.u32(..), rng.u16(..), rng.u16(..)),
+                    "name": format!("{f} {l}"),
+                    "email": format!("{}.{}{}@{}.example.com", f.to_lowercase(), l.to_lowercase(), rng.u16(..1000), ["mail", "post", "inbox", "web"][rng.usize(..4)]),
+                    "address": format!("{} {}, Apt {}\n{} {:05}", rng.u16(1..9999), STREETS[rng.usize(..8)], rng.u8(1..200), ["Springfield", "Riverton", "Lakeside", "Fairview"][rng.usize(..4)], rng.u32(..99999)),
+                    "company": format!("{} {} {}", LAST[rng.usize(..16)], ["Holdings", "Labs", "& Sons", "Group"][rng.usize(..4)], ["Ltd", "Inc", "GmbH", "SA"][rng.usize(..4)]),
+                    "job": JOBS[rng.usize(..8)],
+                    "createdAt": created.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    "updatedAt": t,
+                })
+                .to_string(),
+            );
+            at.push(replay_sync::window::parse_ts(&t).unwrap().timestamp());
+        }
+        Rows { at, json }
+    }
+
     /// `n` rows from `start`, `step` apart.
     fn new(n: usize, start: DateTime<Utc>, span: TimeDelta) -> Rows {
         let step = span.num_milliseconds() as f64 / n as f64;
@@ -255,6 +329,56 @@ fn backfill() {
     );
 }
 
+/// Bytes per record of 100,000 varied users for each `OUTPUT_COMPRESSION`, and the time the
+/// run took (no latency), in the same run.
+fn bytes() {
+    let n = 100_000;
+    let start = Utc::now() - TimeDelta::days(30);
+    let rows = Arc::new(Rows::varied(n, start, TimeDelta::days(30)));
+    let raw: usize = rows.json.iter().map(|j| j.len() + 1).sum();
+    let port = serve(rows, Duration::ZERO);
+    println!(
+        "{n} varied users, {:.1} bytes each as the API sends them",
+        raw as f64 / n as f64
+    );
+    println!(
+        "{:>6} {:>12} {:>10} {:>8}",
+        "codec", "bytes/record", "vs none", "run s"
+    );
+    let mut plain = 0.0;
+    for codec in ["none", "gzip", "zstd"] {
+        let dir = tempfile::tempdir().unwrap();
+        let api = format!("http://127.0.0.1:{port}/users");
+        let state = format!("file://{}/state.json", dir.path().display());
+        let out = format!("file://{}/out", dir.path().display());
+        let env = vec![
+            ("API_URL", api.as_str()),
+            ("API_NEXT_PAGE_FIELD", "next"),
+            ("OUTPUT_COMPRESSION", codec),
+            ("STATE_STORE", state.as_str()),
+            ("OUTPUT", out.as_str()),
+        ];
+        let (took, _, s) = common::invoke(env);
+        assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+        let size: u64 = std::fs::read_dir(dir.path().join("out/user"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let per = size as f64 / n as f64;
+        if codec == "none" {
+            plain = per;
+        }
+        println!(
+            "{codec:>6} {per:>12.1} {:>9.1}x {:>8.2}",
+            plain / per,
+            took.as_secs_f64()
+        );
+    }
+}
+
 fn memory() {
     println!("peak RSS of a spread read with no latency (MB)");
     type Case<'a> = (&'a str, usize, &'a [(&'a str, &'a str)]);
@@ -302,7 +426,7 @@ fn main() {
     let only = |what: &str| {
         !args
             .iter()
-            .any(|a| a == "speed" || a == "memory" || a == "backfill")
+            .any(|a| a == "speed" || a == "memory" || a == "backfill" || a == "bytes")
             || args.iter().any(|a| a == what)
     };
     let latency = Duration::from_millis(
@@ -316,6 +440,9 @@ fn main() {
     }
     if only("backfill") {
         backfill();
+    }
+    if only("bytes") {
+        bytes();
     }
     if only("memory") {
         memory();
