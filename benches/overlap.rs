@@ -108,6 +108,7 @@ async fn steady_state(rows: usize, fingerprint_max: usize) -> Tally {
         fingerprint_max,
         fetch_concurrency: 1,
         format: Default::default(),
+        audit: TimeDelta::hours(24),
     };
     let start = replay_sync::window::parse_ts("2024-03-01T00:00:00Z").unwrap();
     // Every row last changed some time in the day before the start.

@@ -63,6 +63,7 @@ impl App {
                 fingerprint_max: config.fingerprint_max,
                 fetch_concurrency: config.fetch_concurrency,
                 format: config.format,
+                audit: config.audit,
             },
             state,
             sink,

@@ -124,6 +124,9 @@ pub struct Config {
     pub fetch_concurrency: usize,
     /// `OUTPUT_COMPRESSION`: how data and rejected objects are stored.
     pub format: crate::format::Format,
+    /// `AUDIT_HOURS`: how far back an audit run re-reads (and so how far back the
+    /// fingerprints remember what was written).
+    pub audit: TimeDelta,
 }
 
 /// Default of `FETCH_CONCURRENCY`.
@@ -174,6 +177,16 @@ impl Config {
                 Error::config(
                     "BUFFER_HOURS",
                     format!("expected a non-negative number of hours such as 2 or 0.5, got {v:?}"),
+                )
+            })?,
+        };
+
+        let audit = match get("AUDIT_HOURS") {
+            None => TimeDelta::hours(24),
+            Some(v) => parse_buffer_hours(&v).ok_or_else(|| {
+                Error::config(
+                    "AUDIT_HOURS",
+                    format!("expected a non-negative number of hours such as 24, got {v:?}"),
                 )
             })?,
         };
@@ -242,6 +255,7 @@ impl Config {
             fingerprint_max,
             fetch_concurrency,
             format,
+            audit,
         })
     }
 }

@@ -28,6 +28,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Allow the checkpoint to move the cursor backwards (only with `state_override`).
     pub rewind: bool,
+    /// An audit replay: re-read `AUDIT_HOURS` before the cursor, write only what the lake
+    /// lacks, count what the buffer missed.
+    pub audit: bool,
     /// The EventBridge event id: a duplicate delivery of one scheduled event carries the
     /// same id, so a second run of it is recognised and skipped.
     pub event_id: Option<String>,
@@ -42,6 +45,7 @@ impl RunRequest {
             buffer: None,
             dry_run: false,
             rewind: false,
+            audit: false,
             event_id: None,
         }
     }
@@ -145,7 +149,13 @@ const EVENTBRIDGE_FIELDS: &[&str] = &[
     "resources",
     "detail",
 ];
-const MANUAL_FIELDS: &[&str] = &["state_override", "buffer_hours", "dry_run", "rewind"];
+const MANUAL_FIELDS: &[&str] = &[
+    "state_override",
+    "buffer_hours",
+    "dry_run",
+    "rewind",
+    "audit",
+];
 const OVERRIDE_FIELDS: &[&str] = &["last_timestamp"];
 
 /// Parses an invocation payload. `null` (an invocation without a payload) is a scheduled run.
@@ -256,6 +266,13 @@ fn parse_manual(obj: &Map<String, Value>) -> Result<RunRequest> {
 
     req.dry_run = bool_field(obj, "dry_run")?;
     req.rewind = bool_field(obj, "rewind")?;
+    req.audit = bool_field(obj, "audit")?;
+    if req.audit && (req.state_override.is_some() || req.buffer.is_some()) {
+        return Err(Error::event(
+            "audit",
+            "an audit re-reads AUDIT_HOURS before the stored cursor: not together with state_override or buffer_hours",
+        ));
+    }
     if req.rewind && req.state_override.is_none() {
         return Err(Error::event(
             "rewind",
@@ -457,5 +474,27 @@ mod tests {
             );
         }
         assert!(parse_backfill(&json!({"dry_run": true})).is_none(), "a run");
+    }
+
+    #[test]
+    fn an_audit_is_a_manual_event_alone() {
+        let req = parse_event(&json!({"audit": true})).unwrap();
+        assert!(req.audit && req.trigger == Trigger::Manual);
+        assert_eq!(field_of(json!({"audit": "yes"})), "audit");
+        assert_eq!(
+            field_of(
+                json!({"audit": true, "state_override": {"last_timestamp": "2024-01-15T10:30:00Z"}})
+            ),
+            "audit"
+        );
+        assert_eq!(
+            field_of(json!({"audit": true, "buffer_hours": 48})),
+            "audit"
+        );
+        assert!(
+            parse_event(&json!({"audit": true, "dry_run": true}))
+                .unwrap()
+                .dry_run
+        );
     }
 }

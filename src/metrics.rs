@@ -37,6 +37,17 @@ pub fn values(s: &RunSummary) -> Vec<(&'static str, &'static str, f64)> {
                 0.0
             },
         ),
+        // Audits: rows the buffer missed (the template alarms on any).
+        (
+            "RecordsMissedByBuffer",
+            "Count",
+            s.counts.records_missed_by_buffer as f64,
+        ),
+        (
+            "MaxMissedLatenessSeconds",
+            "Seconds",
+            s.counts.max_missed_lateness_seconds,
+        ),
         ("DurationMs", "Milliseconds", s.duration_ms as f64),
     ]
 }

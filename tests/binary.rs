@@ -560,3 +560,50 @@ fn backfill_plan_event_file_plans_the_slices() {
         "planning reads nothing from the API"
     );
 }
+
+#[test]
+fn audit_event_file_heals_and_counts_what_the_buffer_missed() {
+    let records = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        common::fixture::user("a", "2024-01-15T10:00:00Z"),
+        common::fixture::user("b", "2024-01-15T11:00:00Z"),
+    ]));
+    let api = common::fixture::shared_records_api(records.clone(), common::fixture::Paging::None);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("API_URL", api.url("/users"))];
+    let first = summary(&run(dir.path(), &env, &["invoke"]));
+    assert_eq!(first["new_cursor"], "2024-01-15T11:00:00Z");
+    // A row stamped 3 hours before the cursor reaches the replica only now: the 2-hour
+    // buffer's next run does not re-read that far back.
+    records
+        .lock()
+        .unwrap()
+        .push(common::fixture::user("late", "2024-01-15T08:00:00Z"));
+    let normal = summary(&run(dir.path(), &env, &["invoke"]));
+    assert_eq!(normal["records_written"], 0, "{normal}");
+    let out = run(
+        dir.path(),
+        &env,
+        &["invoke", "--event", &event("audit.json")],
+    );
+    let audit = summary(&out);
+    assert_eq!(
+        audit["since"], "2024-01-14T11:00:00Z",
+        "24 hours before the cursor"
+    );
+    assert_eq!(
+        audit["records_written"], 1,
+        "only what the lake lacks: {audit}"
+    );
+    assert_eq!(audit["records_skipped"], 2);
+    assert_eq!(audit["records_missed_by_buffer"], 1);
+    assert_eq!(audit["max_missed_lateness_seconds"], 3.0 * 3600.0);
+    assert_eq!(
+        audit["new_cursor"], "2024-01-15T11:00:00Z",
+        "not moved back"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#""RecordsMissedByBuffer":1"#),
+        "the metric: {err}"
+    );
+}

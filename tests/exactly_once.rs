@@ -385,7 +385,22 @@ async fn duplicate_deliveries_run_once(kind: Kind) {
         })
         .collect();
     statuses.sort();
-    assert_eq!(statuses, ["completed", "skipped", "skipped"]);
+    match kind {
+        Kind::File => assert_eq!(statuses, ["completed", "skipped", "skipped"]),
+        // moto's DynamoDB checks a condition and applies the update without a lock, so under
+        // load two concurrent conditional leases can both pass (DynamoDB serialises writes to
+        // an item; seen once in ~300 tests): the second holder's checkpoint is then fenced
+        // out — `conflict`, the contract's outcome for a lost race — and still one checkpoint.
+        Kind::Aws => {
+            assert_eq!(statuses[0], "completed", "{statuses:?}");
+            assert!(
+                statuses[1..]
+                    .iter()
+                    .all(|s| s == "skipped" || s == "conflict"),
+                "{statuses:?}"
+            );
+        }
+    }
     let state = env.state().await;
     assert_eq!(state.version, 2, "one checkpoint per event");
     assert_eq!(state.cursor, Some(common::ts("2024-01-15T00:39:00Z")));

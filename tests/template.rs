@@ -502,3 +502,32 @@ fn output_is_compressed_and_catalogued_for_athena() {
         "{out}"
     );
 }
+
+#[test]
+fn an_audit_runs_on_its_own_schedule_and_pages_when_the_buffer_missed_rows() {
+    let t = template();
+    let r = &t["Resources"];
+    let ev = &r["SyncFunction"]["Properties"]["Events"]["Audit"];
+    assert_eq!(ev["Type"], "Schedule");
+    assert_eq!(ev["Properties"]["Input"], r#"{"audit": true}"#);
+    assert_eq!(
+        ev["Properties"]["Schedule"]["Ref"],
+        "AuditScheduleExpression"
+    );
+    assert_eq!(
+        ev["Properties"]["State"],
+        serde_json::json!({"Fn::If": ["AuditOn", "ENABLED", "DISABLED"]})
+    );
+    assert_eq!(
+        t["Parameters"]["AuditScheduleExpression"]["Default"],
+        "rate(1 day)"
+    );
+    assert_eq!(t["Parameters"]["AuditScheduleEnabled"]["Default"], "true");
+    let vars = &r["SyncFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(vars["AUDIT_HOURS"]["Ref"], "AuditHours");
+    let alarm = &r["MissedByBufferAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"], "RecordsMissedByBuffer");
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["Threshold"], 0);
+    assert_eq!(alarm["AlarmActions"][0]["Ref"], "AlarmTopic");
+}

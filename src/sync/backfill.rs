@@ -257,6 +257,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             fingerprinting: false,
             skip_known: false,
             late_since: None,
+            missed_before: None,
         };
         let range = Range {
             since: Some(read_from),

@@ -28,6 +28,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
     ) -> (RunSummary, Option<DateTime<Utc>>) {
         let sync_id = &self.settings.sync_id;
         let req = job.req;
+        // The buffer (not an audit's depth): lateness is measured against it.
         let buffer = req.buffer.unwrap_or(self.settings.buffer);
         if f.stopped_early {
             warn!(
@@ -160,7 +161,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             f.previous_coverage,
             job.since,
             !f.stopped_early,
-            window::since(new_cursor, self.settings.buffer),
+            window::since(new_cursor, self.settings.remembered()),
             self.settings.fingerprint_max,
         );
         if self.settings.fingerprint_max == 0 {

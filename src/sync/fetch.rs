@@ -245,7 +245,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     let floor = seen
                         .map(|t| t.min(job.started_at))
                         .max(job.stored.cursor.filter(|_| !job.req.rewind));
-                    let floor = window::since(floor, settings.buffer);
+                    let floor = window::since(floor, settings.remembered());
                     match sh.slices {
                         None => fps.bound(floor, settings.fingerprint_max),
                         Some((t, _)) => {
@@ -265,8 +265,18 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                         r.counts.records_fetched += 1;
                         batcher.fetched(rec.json_len());
                         if let Some(l) = late {
-                            r.counts.late_records += 1;
-                            r.max_lateness = r.max_lateness.max(l);
+                            // Older than what the normal runs re-read, and never written:
+                            // the buffer missed it (only an audit reads that far back).
+                            if sh.judge.missed_before.is_some_and(|m| rec.updated_at < m) {
+                                let c = &mut r.counts;
+                                c.records_missed_by_buffer += 1;
+                                c.max_missed_lateness_seconds = c
+                                    .max_missed_lateness_seconds
+                                    .max(l.num_milliseconds() as f64 / 1000.0);
+                            } else {
+                                r.counts.late_records += 1;
+                                r.max_lateness = r.max_lateness.max(l);
+                            }
                         }
                         if let Some(full) = batcher.push(rec) {
                             written.data(full).await?;

@@ -64,6 +64,27 @@ pub struct Settings {
     pub fetch_concurrency: usize,
     /// How data and rejected objects are stored (`OUTPUT_COMPRESSION`).
     pub format: crate::format::Format,
+    /// How far back an audit run re-reads (`AUDIT_HOURS`); the fingerprints remember what
+    /// was written that far back (within `fingerprint_max`).
+    pub audit: TimeDelta,
+}
+
+impl Settings {
+    /// How far before the cursor `req`'s window starts: its own buffer, the audit depth for
+    /// an audit, else `BUFFER_HOURS`.
+    pub fn window(&self, req: &RunRequest) -> TimeDelta {
+        match (req.buffer, req.audit) {
+            (Some(b), _) => b,
+            (None, true) => self.audit.max(self.buffer),
+            (None, false) => self.buffer,
+        }
+    }
+
+    /// How far back the fingerprints must remember what was written: what the next normal
+    /// run re-reads, or what an audit does.
+    pub fn remembered(&self) -> TimeDelta {
+        self.audit.max(self.buffer)
+    }
 }
 
 /// How long a lease lasts when the invocation has no deadline (the local mode): Lambda's
@@ -117,7 +138,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     pub async fn run(&self, req: &RunRequest, inv: &Invocation) -> Result<RunSummary> {
         let clock = Instant::now();
         let sync_id = &self.settings.sync_id;
-        let buffer = req.buffer.unwrap_or(self.settings.buffer);
+        let buffer = self.settings.window(req);
         if req.dry_run {
             let stored = self.state.load(sync_id).await?;
             let plan = Job::dry_plan(req, inv, &stored, self.settings);

@@ -53,10 +53,7 @@ impl<'r> Job<'r> {
     ) -> Plan {
         Plan {
             version: stored.version,
-            since: window::since(
-                req.state_override.or(stored.cursor),
-                req.buffer.unwrap_or(settings.buffer),
-            ),
+            since: window::since(req.state_override.or(stored.cursor), settings.window(req)),
             until: inv.started_at,
         }
     }
@@ -83,6 +80,11 @@ impl<'r> Job<'r> {
             fingerprinting: settings.fingerprint_max > 0,
             skip_known: !replay,
             late_since: self.stored.cursor.filter(|_| !replay),
+            missed_before: self
+                .stored
+                .cursor
+                .filter(|_| self.req.audit)
+                .and_then(|c| window::since(Some(c), settings.buffer)),
         }
     }
 
@@ -112,6 +114,9 @@ pub(super) struct Judge {
     pub(super) skip_known: bool,
     /// Rows stamped before this and unknown to the fingerprints are late.
     pub(super) late_since: Option<DateTime<Utc>>,
+    /// An audit: late rows stamped before this (the cursor less the buffer: older than what
+    /// the normal runs re-read) were missed by the buffer.
+    pub(super) missed_before: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

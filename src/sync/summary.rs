@@ -79,6 +79,13 @@ pub struct Counts {
     pub late_records: u64,
     /// How far behind the previous cursor the most belated of them was stamped.
     pub max_lateness_seconds: f64,
+    /// An audit only: rows of the audit window never written before and older than what the
+    /// normal runs re-read (`cursor − BUFFER_HOURS`): the buffer missed them. Not counted in
+    /// `late_records`.
+    pub records_missed_by_buffer: u64,
+    /// How far behind the cursor the most belated of those was stamped: `BUFFER_HOURS` would
+    /// have had to be at least this to catch it.
+    pub max_missed_lateness_seconds: f64,
     pub pages: u64,
     pub bytes_fetched: u64,
 }
@@ -94,6 +101,10 @@ impl Counts {
         self.records_stale += other.records_stale;
         self.late_records += other.late_records;
         self.max_lateness_seconds = self.max_lateness_seconds.max(other.max_lateness_seconds);
+        self.records_missed_by_buffer += other.records_missed_by_buffer;
+        self.max_missed_lateness_seconds = self
+            .max_missed_lateness_seconds
+            .max(other.max_missed_lateness_seconds);
         self.pages += other.pages;
         self.bytes_fetched += other.bytes_fetched;
     }

@@ -267,6 +267,7 @@ impl Env {
             fingerprint_max: 500_000,
             fetch_concurrency: slices(),
             format: compression(),
+            audit: chrono::TimeDelta::hours(24),
         }
     }
 
