@@ -257,6 +257,11 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     }
                 }
             }
+            // What this chunk holds is taken: a split must start above it. (Reported before
+            // the writes below, during which the slices' coordinator may run.)
+            if let (Some(id), Some((t, _))) = (range.slice, sh.slices) {
+                lock(t).seen(id, (first_seen, last_seen), r.ascending);
+            }
             page_records += chunk.entries.len() as u64;
             for (entry, take) in chunk.entries.into_iter().zip(takes.drain(..)) {
                 match (entry, take) {
@@ -319,8 +324,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 );
                 page_records = 0;
                 if let (Some(id), Some((t, notify))) = (range.slice, sh.slices) {
-                    let read = (first_seen, last_seen);
-                    lock(t).progress(id, read, r.counts.pages, r.ascending, end.more);
+                    lock(t).page(id, r.counts.pages, end.more);
                     notify.notify_one();
                 }
             }

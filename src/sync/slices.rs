@@ -178,22 +178,40 @@ impl Table {
         Some(id)
     }
 
-    /// What slice `id` has read so far (reported at each page's end): the first and the
-    /// greatest `updatedAt`, the pages, whether in order, whether a next page follows.
-    pub(super) fn progress(
+    /// What slice `id` has taken so far (reported after judging each chunk, before anything
+    /// of it is written, so a split never lands below a row already taken): the first and
+    /// the greatest `updatedAt`, and whether in order.
+    pub(super) fn seen(
         &mut self,
         id: SliceId,
         (first, seen): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        ascending: bool,
+    ) {
+        let s = &mut self.slices[id];
+        s.first = first;
+        s.seen = seen;
+        s.ascending = ascending;
+    }
+
+    /// Slice `id` read a whole page (`pages` so far), naming a next one or not.
+    pub(super) fn page(&mut self, id: SliceId, pages: u64, more: bool) {
+        let s = &mut self.slices[id];
+        s.pages = pages;
+        s.more = more;
+    }
+
+    /// [`Table::seen`] and [`Table::page`] at once.
+    #[cfg(test)]
+    fn progress(
+        &mut self,
+        id: SliceId,
+        read: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
         pages: u64,
         ascending: bool,
         more: bool,
     ) {
-        let s = &mut self.slices[id];
-        s.more = more;
-        s.first = first;
-        s.seen = seen;
-        s.pages = pages;
-        s.ascending = ascending;
+        self.seen(id, read, ascending);
+        self.page(id, pages, more);
     }
 
     /// Slice `id`'s read ended: read to its end, or stopped with what is durable in order.
