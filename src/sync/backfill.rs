@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::Engine;
-use super::fetch::{Range, lock};
+use super::fetch::Range;
 use super::plan::{Job, Judge};
 use super::summary::{Counts, Manifest, ManifestWindow, ObjectEntry, RunSummary, Status};
 use super::{Invocation, fmt};
@@ -271,25 +271,27 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             slice: None,
         };
         let read = self.read(&job, &shared, range).await?;
-        drop(lock(&shared.fps));
         let max = read.durable_max();
         let done = !read.stopped_early;
-        let next = (!done).then(|| SliceTask {
+        // In order, the next part starts at the newest row read (rows sharing its second are
+        // read again: harmless). Out of order, or without moving on, it cannot be carried on.
+        let next_from = max
+            .filter(|_| read.ascending)
+            .map(|m| m.trunc_subsecs(0))
+            .filter(|m| *m > read_from);
+        if !done && next_from.is_none() {
+            return Err(Error::state(format!(
+                "backfill {}: the slice from {} cannot be carried on from {}: it made no progress before the deadline, or its records did not come in ascending updatedAt order; give the function more time or use smaller slice_hours",
+                task.backfill_id,
+                task.since,
+                window::format_ts(read_from)
+            )));
+        }
+        let next = next_from.filter(|_| !done).map(|from| SliceTask {
             part: task.part + 1,
-            // In order, the next part starts at the newest row read (rows sharing it are
-            // read again: harmless); otherwise the slice is read again whole.
-            read_from: Some(window::format_ts(match max.filter(|_| read.ascending) {
-                Some(m) => m.trunc_subsecs(0).max(read_from),
-                None => since,
-            })),
+            read_from: Some(window::format_ts(from)),
             ..task.clone()
         });
-        if !done && (read.counts.records_fetched == 0 || !read.ascending) {
-            return Err(Error::event(
-                "backfill_slice",
-                "the slice cannot be carried on: it made no progress before the deadline, or its records did not come in ascending updatedAt order; give the function more time or use smaller slice_hours",
-            ));
-        }
         let part = Part {
             backfill_id: task.backfill_id.clone(),
             slice: task.clone(),
