@@ -23,6 +23,7 @@ on_both_backends!(
     equal_timestamps_across_a_split_stay_whole,
     a_failing_slice_fails_the_run_and_the_cursor_stays,
     a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes,
+    an_audit_reads_the_ranges_recorded_as_done,
 );
 
 /// A source sending `until`, and settings reading `n` slices at once.
@@ -239,9 +240,10 @@ async fn a_failing_slice_fails_the_run_and_the_cursor_stays(kind: Kind) {
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T11:30:00Z"));
 }
 
-async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes(kind: Kind) {
-    let env = Env::new(kind).await;
-    seed(&env, "2024-01-15T10:00:00Z").await;
+/// A run that stops at its deadline with the first of four slices unread, leaving the
+/// cursor below it and `[12:00, 22:00)` recorded as done; the API is fast again afterwards.
+async fn half_done(env: &Env) -> (FixtureApi, replay_sync::source::http::HttpSource, Settings) {
+    seed(env, "2024-01-15T10:00:00Z").await;
     // A backlog: the window [08:00, 2024-01-16T00:00) in four slices of four hours.
     let records: Vec<Value> = ["15T08:30", "15T13:00", "15T17:00", "15T21:00", "15T23:00"]
         .iter()
@@ -259,10 +261,10 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
             r
         }
     });
-    let (src, settings) = sliced(&env, &api.url("/x"), 4);
+    let (src, settings) = sliced(env, &api.url("/x"), 4);
 
     let first = run_at(
-        &env,
+        env,
         &src,
         &settings,
         "2024-01-16T00:00:00Z",
@@ -294,8 +296,13 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
             until: ts("2024-01-15T22:00:00Z"),
         }]
     );
-
     slow.store(false, Ordering::SeqCst);
+    (api, src, settings)
+}
+
+async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes(kind: Kind) {
+    let env = Env::new(kind).await;
+    let (api, src, settings) = half_done(&env).await;
     let before = api.requests().len();
     let second = run_at(&env, &src, &settings, "2024-01-16T00:10:00Z", None)
         .await
@@ -318,4 +325,30 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
     );
     assert_eq!(second.new_cursor.as_deref(), Some("2024-01-15T23:00:00Z"));
     assert!(env.state().await.done.is_empty(), "nothing left to skip");
+}
+
+/// An audit looks for rows that reached the replica after a range was read: it reads the
+/// ranges a partial run recorded as done, and its checkpoint clears them.
+async fn an_audit_reads_the_ranges_recorded_as_done(kind: Kind) {
+    let env = Env::new(kind).await;
+    let (api, src, settings) = half_done(&env).await;
+    let before = api.requests().len();
+    let inv = started_at("2024-01-16T00:10:00Z", None);
+    let audit = RunRequest {
+        audit: true,
+        trigger: replay_sync::event::Trigger::Manual,
+        ..RunRequest::scheduled()
+    };
+    let s = env
+        .run_as(&env.state, &src, &settings, &audit, &inv)
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    let done_range_read = api.requests()[before..].iter().any(|r| {
+        r.param("since")
+            .map(ts)
+            .is_some_and(|t| t >= ts("2024-01-15T12:00:00Z") && t < ts("2024-01-15T22:00:00Z"))
+    });
+    assert!(done_range_read, "the audit read inside the done range");
+    assert!(env.state().await.done.is_empty());
 }

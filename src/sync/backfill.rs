@@ -432,17 +432,23 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             fingerprints: None,
             synced_at: plan.synced_at.clone(),
         };
-        let manifest_key = match self
-            .put_json(&format!("{sync_id}/_manifests/{id}.json"), &manifest)
-            .await
-        {
+        // Holding the lease from here: any failure lets go of it at once, so the scheduled
+        // runs need not wait for it to expire.
+        let written = async {
+            let key = self
+                .put_json(&format!("{sync_id}/_manifests/{id}.json"), &manifest)
+                .await?;
+            self.sink.flush().await?;
+            Ok::<_, Error>(key)
+        }
+        .await;
+        let manifest_key = match written {
             Ok(k) => k,
             Err(e) => {
                 let _ = self.state.release(sync_id, &inv.request_id).await;
                 return Err(e);
             }
         };
-        self.sink.flush().await?;
         let commit = Commit {
             expected: stored.version,
             owner: &inv.request_id,
@@ -461,7 +467,14 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         s.objects = objects.iter().map(|o| o.key.clone()).collect();
         s.rejected_objects = rejected.iter().map(|o| o.key.clone()).collect();
         s.manifest = Some(manifest_key);
-        match self.state.checkpoint(sync_id, &commit).await? {
+        let checkpoint = match self.state.checkpoint(sync_id, &commit).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.state.release(sync_id, &inv.request_id).await;
+                return Err(e);
+            }
+        };
+        match checkpoint {
             Checkpoint::Committed { version } => {
                 s.checkpoints = 1;
                 s.state_version = version;
