@@ -11,9 +11,9 @@
 //!
 //! The engine — [`config`], [`event`], [`window`], [`json`] (the one-pass fast path for
 //! records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
-//! [`format`] (how a batch becomes bytes), [`sync`] (one module per phase: the run and its
-//! lease, plan, fetch, the objects in flight, commit, the summary) — knows nothing of AWS,
-//! HTTP or Lambda: it talks to three ports.
+//! [`format`] (how a batch becomes bytes: JSON Lines, gzip, zstd), [`sync`] (one module per
+//! phase: the run and its lease, plan, fetch, time slices, the objects in flight, commit,
+//! backfills, the summary) — knows nothing of AWS, HTTP or Lambda: it talks to three ports.
 //!
 //! * [`source`]: [`source::Source`]; the response parser ([`source::page`], records handed
 //!   out as their bytes arrive) and paging ([`source::paging`]), both pure; the HTTP
@@ -23,7 +23,7 @@
 //!   directory adapters;
 //! * [`app`]: wiring from [`config::Config`] to adapters, the Lambda edge, logging;
 //! * [`metrics`]: the summary as CloudWatch metrics (Embedded Metric Format);
-//! * [`cli`]: the local `replay-sync invoke` mode;
+//! * [`cli`]: the local `replay-sync invoke` and `replay-sync backfill` commands;
 //! * `failpoint`: fault injection for the crash tests (`REPLAY_SYNC_FAILPOINT`).
 //!
 //! `src/main.rs` only chooses between the Lambda runtime and the local mode.
