@@ -11,7 +11,7 @@
 //!
 //! The engine — [`config`], [`event`], [`window`], [`json`] (the one-pass fast path for
 //! records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
-//! [`format`] (how a batch becomes bytes: JSON Lines, gzip, zstd), [`sync`] (one module per
+//! [`format`](mod@format) (how a batch becomes bytes: JSON Lines, gzip, zstd), [`sync`] (one module per
 //! phase: the run and its lease, plan, fetch, time slices, the objects in flight, commit,
 //! backfills, the summary) — knows nothing of AWS, HTTP or Lambda: it talks to three ports.
 //!

@@ -1,7 +1,8 @@
 //! The engine, generic over the ports, one module per phase: this one runs a sync (lease,
-//! skip, duplicate deliveries) through [`plan`] (the window, the run id), [`fetch`] (pages →
-//! records → batches → objects, through the objects in flight of [`writer`]) and [`commit`]
-//! (fingerprints, manifest, fenced checkpoint); [`summary`] holds what a run reports.
+//! skip, duplicate deliveries) through `plan` (the window, the run id), `fetch` (pages →
+//! records → batches → objects, through the objects in flight of `writer`; the window in
+//! time slices with `slices`) and `commit` (fingerprints, manifest, fenced checkpoint);
+//! `summary` holds what a run reports, `backfill` the steps of a backfill.
 //!
 //! Guarantees of one run:
 //! * a run that writes first takes the lease on the state ([`crate::state::acquire`]); a live
