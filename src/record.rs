@@ -446,7 +446,7 @@ fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde
         );
     }
     let reject = |reason: String| reject(reason, Form::Json);
-    if !text.starts_with('{') {
+    if !text.starts_with(char::from(crate::json::OBJECT_START)) {
         return reject("the record is not a JSON object".into());
     }
     let keys: Keys = match serde_json::from_str(text) {

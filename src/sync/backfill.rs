@@ -209,13 +209,9 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     /// Reads one slice (from `read_from`, for a part after the first) until it is done or
     /// the deadline is near; its part's manifest says which.
     pub async fn backfill_slice(&self, task: &SliceTask, inv: &Invocation) -> Result<SliceOutcome> {
-        let plan_rel = self.backfill_key(&task.backfill_id, "plan.json");
-        let plan: BackfillPlan = self.get_json(&plan_rel).await?.ok_or_else(|| {
-            Error::event(
-                "backfill_slice.backfill_id",
-                format!("no plan at {plan_rel}: plan the backfill first"),
-            )
-        })?;
+        let plan = self
+            .stored_plan(&task.backfill_id, "backfill_slice.backfill_id")
+            .await?;
         let since = parse("backfill_slice.since", &task.since)?;
         let until = match &task.until {
             Some(u) => Some(parse("backfill_slice.until", u)?),
@@ -360,26 +356,44 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     /// `StateBusy` (retry later); a second commit of the same backfill is `skipped`.
     pub async fn backfill_commit(&self, id: &str, inv: &Invocation) -> Result<RunSummary> {
         let clock = std::time::Instant::now();
-        let plan_rel = self.backfill_key(id, "plan.json");
-        let plan: BackfillPlan = self.get_json(&plan_rel).await?.ok_or_else(|| {
-            Error::event(
-                "backfill_commit.backfill_id",
-                format!("no plan at {plan_rel}"),
-            )
-        })?;
+        let plan = self.stored_plan(id, "backfill_commit.backfill_id").await?;
         let (parts, counts) = self.backfill_parts(&plan).await?;
-        let from = parse("plan.from", &plan.from)?;
-        let synced = parse("plan.synced_at", &plan.synced_at)?;
-        let newest = parts
-            .iter()
-            .filter_map(|p| p.max_updated_at.as_deref().and_then(window::parse_ts))
-            .max();
-
-        let sync_id = &self.settings.sync_id;
-        let req = RunRequest {
-            trigger: crate::event::Trigger::Manual,
-            ..RunRequest::scheduled()
+        let stored = match self.backfill_lease(id, inv).await? {
+            Ok(stored) => stored,
+            Err(skipped) => return Ok(skipped),
         };
+        // Holding the lease from here: any failure lets go of it at once, so the scheduled
+        // runs need not wait for it to expire.
+        let result = self
+            .backfill_checkpoint(&plan, &parts, counts, &stored, inv)
+            .await;
+        if result.is_err() {
+            let _ = self
+                .state
+                .release(&self.settings.sync_id, &inv.request_id)
+                .await;
+        }
+        let mut s = result?;
+        s.duration_ms = clock.elapsed().as_millis() as u64;
+        Ok(s)
+    }
+
+    /// The stored plan of backfill `id` (an error naming `field` when there is none).
+    async fn stored_plan(&self, id: &str, field: &str) -> Result<BackfillPlan> {
+        let rel = self.backfill_key(id, "plan.json");
+        self.get_json(&rel).await?.ok_or_else(|| {
+            Error::event(field, format!("no plan at {rel}: plan the backfill first"))
+        })
+    }
+
+    /// The lease for the commit of backfill `id`: the state it holds, or (`Err`) the summary
+    /// of a commit already taken; `StateBusy` while another run holds it.
+    async fn backfill_lease(
+        &self,
+        id: &str,
+        inv: &Invocation,
+    ) -> Result<std::result::Result<SyncState, RunSummary>> {
+        let sync_id = &self.settings.sync_id;
         let claimant = Claimant {
             owner: &inv.request_id,
             invocation: id,
@@ -388,30 +402,46 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             state_override: None,
             buffer: self.settings.buffer,
         };
-        let stored = match state::acquire(self.state, sync_id, &claimant).await? {
-            Acquired::Leased { state, .. } => state,
-            Acquired::Held { lease, .. } => {
-                return Err(Error::Busy {
-                    message: format!(
-                        "another run ({}) holds the state until {}; the backfill's slices are durable: commit again later",
-                        lease.owner,
-                        window::format_millis(lease.expires_at)
-                    ),
-                });
-            }
+        match state::acquire(self.state, sync_id, &claimant).await? {
+            Acquired::Leased { state, .. } => Ok(Ok(state)),
+            Acquired::Held { lease, .. } => Err(Error::Busy {
+                message: format!(
+                    "another run ({}) holds the state until {}; the backfill's slices are durable: commit again later",
+                    lease.owner,
+                    window::format_millis(lease.expires_at)
+                ),
+            }),
             Acquired::Done { state } => {
-                let mut s = RunSummary::new(sync_id, &req, self.settings.buffer);
+                let mut s = RunSummary::new(sync_id, &manual(), self.settings.buffer);
                 s.status = Status::Skipped;
                 s.run_id = id.to_string();
                 s.new_cursor = fmt(state.cursor);
                 s.state_version = state.version;
                 s.reason = Some(format!("backfill {id} was already committed"));
-                return Ok(s);
+                Ok(Err(s))
             }
-        };
-        // Forward only, and only over no gap: the backfill must start at or before the cursor.
+        }
+    }
+
+    /// Under the lease on `stored`: the backfill's manifest, then the fenced checkpoint. The
+    /// cursor moves forward only, and only over no gap (the backfill must start at or before
+    /// it), never past the planning invocation's clock.
+    async fn backfill_checkpoint(
+        &self,
+        plan: &BackfillPlan,
+        parts: &[Part],
+        counts: Counts,
+        stored: &SyncState,
+        inv: &Invocation,
+    ) -> Result<RunSummary> {
+        let (sync_id, id) = (&self.settings.sync_id, plan.backfill_id.as_str());
+        let from = parse("plan.from", &plan.from)?;
+        let synced = parse("plan.synced_at", &plan.synced_at)?;
+        let newest = parts
+            .iter()
+            .filter_map(|p| p.max_updated_at.as_deref().and_then(window::parse_ts))
+            .max();
         let reaches = stored.cursor.is_none_or(|c| from <= c);
-        // Never past the planning invocation's clock, as a run never passes its start.
         let new_cursor =
             window::next_cursor(stored.cursor, newest.filter(|_| reaches), synced, false);
         let objects: Vec<ObjectEntry> = parts.iter().flat_map(|p| p.objects.clone()).collect();
@@ -426,29 +456,16 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             starting_version: stored.version,
             previous_cursor: fmt(stored.cursor),
             new_cursor: fmt(new_cursor),
-            objects: objects.clone(),
-            rejected: rejected.clone(),
+            objects,
+            rejected,
             counts,
             fingerprints: None,
             synced_at: plan.synced_at.clone(),
         };
-        // Holding the lease from here: any failure lets go of it at once, so the scheduled
-        // runs need not wait for it to expire.
-        let written = async {
-            let key = self
-                .put_json(&format!("{sync_id}/_manifests/{id}.json"), &manifest)
-                .await?;
-            self.sink.flush().await?;
-            Ok::<_, Error>(key)
-        }
-        .await;
-        let manifest_key = match written {
-            Ok(k) => k,
-            Err(e) => {
-                let _ = self.state.release(sync_id, &inv.request_id).await;
-                return Err(e);
-            }
-        };
+        let manifest_key = self
+            .put_json(&format!("{sync_id}/_manifests/{id}.json"), &manifest)
+            .await?;
+        self.sink.flush().await?;
         let commit = Commit {
             expected: stored.version,
             owner: &inv.request_id,
@@ -458,23 +475,16 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             fingerprints: None,
             done: &[],
         };
-        let mut s = RunSummary::new(sync_id, &req, self.settings.buffer);
+        let mut s = RunSummary::new(sync_id, &manual(), self.settings.buffer);
         s.run_id = id.to_string();
         s.started_at = plan.synced_at.clone();
         s.since = Some(plan.from.clone());
         s.previous_cursor = fmt(stored.cursor);
         s.counts = counts;
-        s.objects = objects.iter().map(|o| o.key.clone()).collect();
-        s.rejected_objects = rejected.iter().map(|o| o.key.clone()).collect();
+        s.objects = manifest.objects.iter().map(|o| o.key.clone()).collect();
+        s.rejected_objects = manifest.rejected.iter().map(|o| o.key.clone()).collect();
         s.manifest = Some(manifest_key);
-        let checkpoint = match self.state.checkpoint(sync_id, &commit).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = self.state.release(sync_id, &inv.request_id).await;
-                return Err(e);
-            }
-        };
-        match checkpoint {
+        match self.state.checkpoint(sync_id, &commit).await? {
             Checkpoint::Committed { version } => {
                 s.checkpoints = 1;
                 s.state_version = version;
@@ -494,8 +504,15 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 s.new_cursor = fmt(now.cursor);
             }
         }
-        s.duration_ms = clock.elapsed().as_millis() as u64;
         Ok(s)
+    }
+}
+
+/// The request a backfill's commit reports as (a manual run).
+fn manual() -> RunRequest {
+    RunRequest {
+        trigger: crate::event::Trigger::Manual,
+        ..RunRequest::scheduled()
     }
 }
 
@@ -520,10 +537,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         progress: impl Fn(usize, usize, &SliceOutcome, &SliceTask),
     ) -> Result<RunSummary> {
         let planned = self.backfill_plan(start, inv).await?;
-        let plan: BackfillPlan = self
-            .get_json(&self.backfill_key(&planned.backfill_id, "plan.json"))
-            .await?
-            .ok_or_else(|| Error::state("the backfill plan vanished"))?;
+        let plan = self.stored_plan(&planned.backfill_id, "backfill").await?;
         let total = plan.slices.len();
         let mut queue = plan.slices.iter();
         let mut running = FuturesUnordered::new();

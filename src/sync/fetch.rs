@@ -113,12 +113,102 @@ pub(super) struct Range {
 }
 
 /// What a read does with one entry.
+#[derive(Clone, Copy)]
 enum Take {
     Write(Option<TimeDelta>),
     Known(bool),
     Reject,
     /// Beyond the end of its slice (moved down by a split): another slice reads it.
     Beyond,
+}
+
+/// One read under way: its objects, the batch being filled, the rejected rows not yet
+/// written, the counts, and how far it got.
+struct Reading<Si: Sink + Clone + 'static> {
+    written: Written<Si>,
+    batcher: Batcher,
+    limits: crate::config::BatchLimits,
+    rejected: Vec<Rejected>,
+    r: Read,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    /// The current chunk's verdicts, one per entry.
+    takes: Vec<Take>,
+}
+
+impl<Si: Sink + Clone + 'static> Reading<Si> {
+    /// Counts, batches and writes a chunk's entries as judged.
+    async fn take_chunk(&mut self, sh: &Shared<'_>, entries: Vec<Entry>) -> Result<()> {
+        let takes = std::mem::take(&mut self.takes);
+        for (entry, take) in entries.into_iter().zip(takes.iter().copied()) {
+            let r = &mut self.r;
+            match (entry, take) {
+                (_, Take::Beyond) => {}
+                (Entry::Valid(rec), Take::Write(late)) => {
+                    r.counts.records_fetched += 1;
+                    self.batcher.fetched(rec.json_len());
+                    if let Some(l) = late {
+                        // Older than what the normal runs re-read, and never written: the
+                        // buffer missed it (only an audit reads that far back).
+                        if sh.judge.missed_before.is_some_and(|m| rec.updated_at < m) {
+                            let c = &mut r.counts;
+                            c.records_missed_by_buffer += 1;
+                            c.max_missed_lateness_seconds = c
+                                .max_missed_lateness_seconds
+                                .max(l.num_milliseconds() as f64 / 1000.0);
+                        } else {
+                            r.counts.late_records += 1;
+                            r.max_lateness = r.max_lateness.max(l);
+                        }
+                    }
+                    if let Some(full) = self.batcher.push(rec) {
+                        self.written.data(full).await?;
+                    }
+                }
+                (Entry::Valid(rec), Take::Known(stale)) => {
+                    r.counts.records_fetched += 1;
+                    self.batcher.fetched(rec.json_len());
+                    if stale {
+                        r.counts.records_stale += 1;
+                    } else {
+                        r.counts.records_skipped += 1;
+                    }
+                    r.known_max = r.known_max.max(Some(rec.updated_at));
+                }
+                (Entry::Rejected(rej), _) => {
+                    r.counts.records_fetched += 1;
+                    if let Some(seen) = &sh.rejected_seen
+                        && !lock(seen).insert(rej.content_hash())
+                    {
+                        r.counts.records_deduplicated += 1;
+                        continue;
+                    }
+                    self.rejected.push(rej);
+                    if self.rejected.len() >= self.limits.max_records {
+                        self.written
+                            .rejected(std::mem::take(&mut self.rejected))
+                            .await?;
+                    }
+                }
+                (Entry::Valid(_), Take::Reject) => unreachable!("judged as it is"),
+            }
+        }
+        self.takes = takes;
+        Ok(())
+    }
+
+    /// Writes what is left and waits for every write: what the read made durable.
+    async fn finish(mut self) -> Result<Read> {
+        if let Some(last) = self.batcher.take() {
+            self.written.data(last).await?;
+        }
+        if !self.rejected.is_empty() {
+            self.written.rejected(self.rejected).await?;
+        }
+        self.r.durable = self.written.finish().await?;
+        self.r.counts.records_deduplicated += self.batcher.deduplicated();
+        Ok(self.r)
+    }
 }
 
 impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, Si> {
@@ -171,25 +261,29 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     /// slice, the records pass its end), or the deadline is near.
     pub(super) async fn read(&self, job: &Job<'_>, sh: &Shared<'_>, range: Range) -> Result<Read> {
         let settings = self.settings;
-        let mut written = Written::new(
-            self.sink.clone(),
-            job.req.dry_run,
-            format!("{}/", settings.sync_id),
-            range.name.clone(),
-            window::format_millis(job.started_at),
-            sh.limit.clone(),
-            settings.format,
-        );
         // Slices fill their batches at once: each gets its share of the limits.
         let limits = match sh.slices {
             Some(_) => settings.batch.shared_by(settings.fetch_concurrency),
             None => settings.batch,
         };
-        let mut batcher = Batcher::new(limits);
-        let mut rejected: Vec<Rejected> = Vec::new();
-        let mut r = Read::empty();
-        let (mut first_seen, mut last_seen): (Option<DateTime<Utc>>, _) = (None, None);
-        let mut takes: Vec<Take> = Vec::new();
+        let mut rd = Reading {
+            written: Written::new(
+                self.sink.clone(),
+                job.req.dry_run,
+                format!("{}/", settings.sync_id),
+                range.name.clone(),
+                window::format_millis(job.started_at),
+                sh.limit.clone(),
+                settings.format,
+            ),
+            batcher: Batcher::new(limits),
+            limits,
+            rejected: Vec::new(),
+            r: Read::empty(),
+            first_seen: None,
+            last_seen: None,
+            takes: Vec::new(),
+        };
         let mut reader = self.source.open(range.since, range.until, job.inv.deadline);
         let mut page_records = 0u64;
         loop {
@@ -197,123 +291,18 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 Some(at) => match tokio::time::timeout_at(at, reader.next_chunk()).await {
                     Ok(next) => next?,
                     Err(_) => {
-                        r.stopped_early = true;
+                        rd.r.stopped_early = true;
                         break;
                     }
                 },
                 None => reader.next_chunk().await?,
             };
             let Some(chunk) = next else { break };
-            let end = range
-                .slice
-                .zip(sh.slices)
-                .and_then(|(id, (t, _))| lock(t).end(id));
-            // Judged under one lock per chunk; written after it (writes wait).
-            let mut passed_end = false;
-            {
-                let mut fps = lock(&sh.fps);
-                takes.clear();
-                for e in &chunk.entries {
-                    let take = match e {
-                        Entry::Valid(rec) if end.is_some_and(|end| rec.updated_at >= end) => {
-                            passed_end = true;
-                            Take::Beyond
-                        }
-                        Entry::Valid(rec) => {
-                            if last_seen.is_some_and(|l| rec.updated_at < l) {
-                                r.ascending = false;
-                            }
-                            last_seen = last_seen.max(Some(rec.updated_at));
-                            first_seen = first_seen.or(Some(rec.updated_at));
-                            judge(&mut fps, rec, &sh.judge)
-                        }
-                        Entry::Rejected(_) => Take::Reject,
-                    };
-                    takes.push(take);
-                }
-                if sh.judge.fingerprinting {
-                    // The final cursor will be at least the newest row read (of any slice)
-                    // if the run completes: older fingerprints are not needed then. (A run
-                    // that stops early may checkpoint less; dropping costs it rewrites only.)
-                    let seen = match (range.slice, last_seen) {
-                        (Some(_), Some(l)) => {
-                            let ms = sh.seen_max.fetch_max(l.timestamp_millis(), Relaxed);
-                            DateTime::from_timestamp_millis(ms.max(l.timestamp_millis()))
-                        }
-                        _ => last_seen,
-                    };
-                    let floor = seen
-                        .map(|t| t.min(job.started_at))
-                        .max(job.stored.cursor.filter(|_| !job.req.rewind));
-                    let floor = window::since(floor, settings.remembered());
-                    match sh.slices {
-                        None => fps.bound(floor, settings.fingerprint_max),
-                        Some((t, _)) => {
-                            // What the slices have still to read of the overlap is kept.
-                            let low = lock(t).low().unwrap_or(Some(DateTime::<Utc>::MAX_UTC));
-                            let band = (low, sh.loaded_newest);
-                            fps.bound_sliced(floor, band, settings.fingerprint_max);
-                        }
-                    }
-                }
-            }
-            // What this chunk holds is taken: a split must start above it. (Reported before
-            // the writes below, during which the slices' coordinator may run.)
-            if let (Some(id), Some((t, _))) = (range.slice, sh.slices) {
-                lock(t).seen(id, (first_seen, last_seen), r.ascending);
-            }
+            let passed_end = self.judge_chunk(job, sh, &range, &chunk.entries, &mut rd);
             page_records += chunk.entries.len() as u64;
-            for (entry, take) in chunk.entries.into_iter().zip(takes.drain(..)) {
-                match (entry, take) {
-                    (_, Take::Beyond) => {}
-                    (Entry::Valid(rec), Take::Write(late)) => {
-                        r.counts.records_fetched += 1;
-                        batcher.fetched(rec.json_len());
-                        if let Some(l) = late {
-                            // Older than what the normal runs re-read, and never written:
-                            // the buffer missed it (only an audit reads that far back).
-                            if sh.judge.missed_before.is_some_and(|m| rec.updated_at < m) {
-                                let c = &mut r.counts;
-                                c.records_missed_by_buffer += 1;
-                                c.max_missed_lateness_seconds = c
-                                    .max_missed_lateness_seconds
-                                    .max(l.num_milliseconds() as f64 / 1000.0);
-                            } else {
-                                r.counts.late_records += 1;
-                                r.max_lateness = r.max_lateness.max(l);
-                            }
-                        }
-                        if let Some(full) = batcher.push(rec) {
-                            written.data(full).await?;
-                        }
-                    }
-                    (Entry::Valid(rec), Take::Known(stale)) => {
-                        r.counts.records_fetched += 1;
-                        batcher.fetched(rec.json_len());
-                        if stale {
-                            r.counts.records_stale += 1;
-                        } else {
-                            r.counts.records_skipped += 1;
-                        }
-                        r.known_max = r.known_max.max(Some(rec.updated_at));
-                    }
-                    (Entry::Rejected(rej), _) => {
-                        r.counts.records_fetched += 1;
-                        if let Some(seen) = &sh.rejected_seen
-                            && !lock(seen).insert(rej.content_hash())
-                        {
-                            r.counts.records_deduplicated += 1;
-                            continue;
-                        }
-                        rejected.push(rej);
-                        if rejected.len() >= limits.max_records {
-                            written.rejected(std::mem::take(&mut rejected)).await?;
-                        }
-                    }
-                    (Entry::Valid(_), Take::Reject) => unreachable!("judged as it is"),
-                }
-            }
+            rd.take_chunk(sh, chunk.entries).await?;
             if let Some(end) = chunk.page_end {
+                let r = &mut rd.r;
                 r.counts.pages += 1;
                 r.counts.bytes_fetched += end.bytes;
                 info!(
@@ -328,24 +317,98 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     notify.notify_one();
                 }
             }
-            if passed_end && r.ascending {
+            if passed_end && rd.r.ascending {
                 break; // in order: the rest of the range belongs to another slice
             }
             if sh.stop_at.is_some_and(|at| Deadline::now() >= at) {
-                r.stopped_early = true;
+                rd.r.stopped_early = true;
                 break;
             }
         }
         drop(reader);
-        if let Some(last) = batcher.take() {
-            written.data(last).await?;
+        rd.finish().await
+    }
+
+    /// Judges a chunk's entries against the fingerprints, under one lock (written after it:
+    /// writes wait), bounds the set, and reports how far a slice got. Returns whether a row
+    /// lay at or past the slice's end (moved down by a split).
+    fn judge_chunk(
+        &self,
+        job: &Job<'_>,
+        sh: &Shared<'_>,
+        range: &Range,
+        entries: &[Entry],
+        rd: &mut Reading<Si>,
+    ) -> bool {
+        let end = range
+            .slice
+            .zip(sh.slices)
+            .and_then(|(id, (t, _))| lock(t).end(id));
+        let mut passed_end = false;
+        {
+            let mut fps = lock(&sh.fps);
+            rd.takes.clear();
+            for e in entries {
+                let take = match e {
+                    Entry::Valid(rec) if end.is_some_and(|end| rec.updated_at >= end) => {
+                        passed_end = true;
+                        Take::Beyond
+                    }
+                    Entry::Valid(rec) => {
+                        if rd.last_seen.is_some_and(|l| rec.updated_at < l) {
+                            rd.r.ascending = false;
+                        }
+                        rd.last_seen = rd.last_seen.max(Some(rec.updated_at));
+                        rd.first_seen = rd.first_seen.or(Some(rec.updated_at));
+                        judge(&mut fps, rec, &sh.judge)
+                    }
+                    Entry::Rejected(_) => Take::Reject,
+                };
+                rd.takes.push(take);
+            }
+            if sh.judge.fingerprinting {
+                self.bound_fingerprints(job, sh, range, rd.last_seen, &mut fps);
+            }
         }
-        if !rejected.is_empty() {
-            written.rejected(rejected).await?;
+        // What this chunk holds is taken: a split must start above it. (Reported before the
+        // chunk's writes, during which the slices' coordinator may run.)
+        if let (Some(id), Some((t, _))) = (range.slice, sh.slices) {
+            lock(t).seen(id, (rd.first_seen, rd.last_seen), rd.r.ascending);
         }
-        r.durable = written.finish().await?;
-        r.counts.records_deduplicated += batcher.deduplicated();
-        Ok(r)
+        passed_end
+    }
+
+    /// Forgets fingerprints no run will need: the final cursor will be at least the newest
+    /// row read (of any slice) if the run completes. (A run that stops early may checkpoint
+    /// less; dropping costs it rewrites only.) With slices, what they have still to read of
+    /// the overlap is kept.
+    fn bound_fingerprints(
+        &self,
+        job: &Job<'_>,
+        sh: &Shared<'_>,
+        range: &Range,
+        last_seen: Option<DateTime<Utc>>,
+        fps: &mut Fingerprints,
+    ) {
+        let settings = self.settings;
+        let seen = match (range.slice, last_seen) {
+            (Some(_), Some(l)) => {
+                let ms = sh.seen_max.fetch_max(l.timestamp_millis(), Relaxed);
+                DateTime::from_timestamp_millis(ms.max(l.timestamp_millis()))
+            }
+            _ => last_seen,
+        };
+        let floor = seen
+            .map(|t| t.min(job.started_at))
+            .max(job.stored.cursor.filter(|_| !job.req.rewind));
+        let floor = window::since(floor, settings.remembered());
+        match sh.slices {
+            None => fps.bound(floor, settings.fingerprint_max),
+            Some((t, _)) => {
+                let low = lock(t).low().unwrap_or(Some(DateTime::<Utc>::MAX_UTC));
+                fps.bound_sliced(floor, (low, sh.loaded_newest), settings.fingerprint_max);
+            }
+        }
     }
 
     /// The fingerprint set the last checkpoint named, and a hash of its stored bytes; or an
