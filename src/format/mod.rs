@@ -69,36 +69,51 @@ impl Format {
 
     /// A data object: each record as sent, plus `_synced_at`.
     pub fn records(self, records: &[Record], synced_at: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(records.iter().map(Record::line_len).sum());
-        for r in records {
-            r.write_line(&mut out, synced_at);
-        }
-        self.compress(out)
+        let size = records.iter().map(Record::line_len).sum();
+        self.encode(size, records, |r, out| r.write_line(out, synced_at))
     }
 
     /// A rejected object: each rejected item with its reason, plus `_synced_at`.
     pub fn rejected(self, rejected: &[Rejected], synced_at: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for r in rejected {
-            r.write_line(&mut out, synced_at);
-        }
-        self.compress(out)
+        self.encode(0, rejected, |r, out| r.write_line(out, synced_at))
     }
 
-    /// `lines` as this format stores them.
-    fn compress(self, lines: Vec<u8>) -> Vec<u8> {
+    /// `items` as lines, straight into the codec (no plain copy of a compressed object is
+    /// held beside it). `size`: the plain size, if known.
+    fn encode<T>(self, size: usize, items: &[T], line: impl Fn(&T, &mut Vec<u8>)) -> Vec<u8> {
+        fn through(mut w: impl Write, items: usize, mut line: impl FnMut(usize, &mut Vec<u8>)) {
+            let mut buf = Vec::new();
+            for i in 0..items {
+                buf.clear();
+                line(i, &mut buf);
+                // Into a Vec this cannot fail; if it did, the write task fails the run
+                // (never an object short of its rows).
+                w.write_all(&buf).expect("compressing into memory");
+            }
+        }
         match self {
-            Format::Jsonl => lines,
+            Format::Jsonl => {
+                let mut out = Vec::with_capacity(size);
+                for item in items {
+                    line(item, &mut out);
+                }
+                out
+            }
             Format::JsonlGzip => {
                 let mut e = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(lines.len() / 4),
+                    Vec::with_capacity(size / 4),
                     flate2::Compression::new(GZIP_LEVEL),
                 );
-                // Writing to a Vec cannot fail.
-                let _ = e.write_all(&lines);
-                e.finish().unwrap_or_default()
+                through(&mut e, items.len(), |i, buf| line(&items[i], buf));
+                e.finish().expect("compressing into memory")
             }
-            Format::JsonlZstd => zstd::bulk::compress(&lines, ZSTD_LEVEL).unwrap_or_default(),
+            Format::JsonlZstd => {
+                let mut e =
+                    zstd::stream::write::Encoder::new(Vec::with_capacity(size / 4), ZSTD_LEVEL)
+                        .expect("a valid zstd level");
+                through(&mut e, items.len(), |i, buf| line(&items[i], buf));
+                e.finish().expect("compressing into memory")
+            }
         }
     }
 }
