@@ -56,6 +56,7 @@ impl Pages for MemPages {
                 bytes: 0,
                 more: false,
             }),
+            restart: false,
         }))
     }
 }

@@ -25,6 +25,7 @@ on_both_backends!(
     the_steps_commit_once_every_slice_is_durable,
     a_backfill_after_the_cursor_leaves_it,
     a_slice_that_reaches_the_deadline_goes_on_in_its_next_part,
+    a_commit_refuses_parts_that_do_not_tile_the_plan,
 );
 
 /// 10 days of users, one every 2 hours from 2024-01-01.
@@ -537,4 +538,76 @@ async fn a_slice_that_reaches_the_deadline_goes_on_in_its_next_part(kind: Kind) 
     assert_eq!(ids.len(), 120);
     assert!(lines.len() <= 120 + parts, "{} lines", lines.len());
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-10T22:00:00Z"));
+}
+
+/// A slice step must be the plan's, and the commit proves that the parts tile every planned
+/// slice: a hand-sent event with another end, a part that does not start where the one
+/// before it ended, or a part stored with other bounds fails, naming it, and nothing is
+/// committed (issue 20, 4).
+async fn a_commit_refuses_parts_that_do_not_tile_the_plan(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(records(), Paging::LinkHeader(7));
+    let (src, settings) = sliced(&env, &api.url("/users"));
+    let engine = engine(&env, &src, &settings);
+    let inv = Invocation::new("plan", None);
+    let planned = engine
+        .backfill_plan(&start("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"), &inv)
+        .await
+        .unwrap();
+    let slices: Vec<SliceTask> = serde_json::from_slice(&env.get(&planned.key).await).unwrap();
+
+    // Another end than the plan's.
+    let short = SliceTask {
+        until: Some("2024-01-02T12:00:00Z".into()),
+        ..slices[1].clone()
+    };
+    let err = engine.backfill_slice(&short, &inv).await.unwrap_err();
+    assert_eq!(err.kind(), "InvalidEvent", "{err}");
+    assert!(err.to_string().contains("backfill_slice.until"), "{err}");
+    // A slice the plan does not have.
+    let stray = SliceTask {
+        since: "2024-01-01T06:00:00Z".into(),
+        ..slices[0].clone()
+    };
+    let err = engine.backfill_slice(&stray, &inv).await.unwrap_err();
+    assert!(err.to_string().contains("no slice from"), "{err}");
+    // A second part where no first part went before it.
+    let ahead = SliceTask {
+        part: 1,
+        read_from: Some("2024-01-01T18:00:00Z".into()),
+        ..slices[0].clone()
+    };
+    let err = engine.backfill_slice(&ahead, &inv).await.unwrap_err();
+    assert!(
+        err.to_string().contains("backfill_slice.read_from"),
+        "{err}"
+    );
+
+    // Every slice read as planned; then one part is found stored with another end (a hand
+    // edit, or an event an older version accepted): the commit names the gap.
+    for s in &slices {
+        assert!(engine.backfill_slice(s, &inv).await.unwrap().done);
+    }
+    let keys = env.keys().await;
+    let part_key = keys
+        .iter()
+        .find(|k| k.contains("/parts/20240102T000000Z-p0"))
+        .expect("the second slice's part");
+    let mut part: Value = serde_json::from_slice(&env.get(part_key).await).unwrap();
+    part["slice"]["until"] = "2024-01-02T12:00:00Z".into();
+    env.lake
+        .put(part_key, serde_json::to_vec(&part).unwrap())
+        .await;
+    let err = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("c", None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a gap"), "{err}");
+    assert!(err.to_string().contains("2024-01-02T12:00:00Z"), "{err}");
+    let state = env.state().await;
+    assert_eq!(
+        (state.version, state.cursor),
+        (0, None),
+        "nothing committed"
+    );
 }

@@ -12,8 +12,14 @@ use replay_sync::format::JSONL;
 use replay_sync::sink::any::AnySink;
 use replay_sync::sink::{self, Put, Sink, put_once};
 use replay_sync::state::any::AnyState;
-use replay_sync::state::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
+use replay_sync::state::{Checkpoint, Commit, DoneRanges, Lease, Plan, StateStore, SyncState};
 use replay_sync::window::Span;
+
+/// No done ranges (a checkpoint that stores none removes them).
+static NO_DONE: DoneRanges = DoneRanges {
+    spans: Vec::new(),
+    buffer: None,
+};
 
 on_both_backends!(
     state_store_absent_item_is_version_zero,
@@ -48,7 +54,7 @@ fn commit<'a>(expected: u64, owner: &'a str) -> Commit<'a> {
         run_id: "run-1",
         invocation: Some("inv-1"),
         fingerprints: Some("user/_fingerprints/x.bin"),
-        done: &[],
+        done: &NO_DONE,
     }
 }
 
@@ -98,16 +104,19 @@ async fn state_store_checkpoint_is_fenced_on_version_and_owner(kind: Kind) {
         0,
         "a conflict changes nothing"
     );
-    let done = [
-        Span {
-            since: ts("2024-01-15T11:00:00Z"),
-            until: ts("2024-01-15T12:00:00Z"),
-        },
-        Span {
-            since: ts("2024-01-16T00:00:00Z"),
-            until: ts("2024-01-16T00:00:01Z"),
-        },
-    ];
+    let done = DoneRanges::new(
+        vec![
+            Span {
+                since: ts("2024-01-15T11:00:00Z"),
+                until: ts("2024-01-15T12:00:00Z"),
+            },
+            Span {
+                since: ts("2024-01-16T00:00:00Z"),
+                until: ts("2024-01-16T00:00:01Z"),
+            },
+        ],
+        chrono::TimeDelta::hours(2),
+    );
     assert_eq!(
         s.checkpoint(
             id,
@@ -144,7 +153,7 @@ async fn state_store_checkpoint_is_fenced_on_version_and_owner(kind: Kind) {
     let keep = Commit {
         cursor: None,
         fingerprints: None,
-        done: &[],
+        done: &NO_DONE,
         invocation: None,
         ..commit(1, "c")
     };
@@ -155,7 +164,7 @@ async fn state_store_checkpoint_is_fenced_on_version_and_owner(kind: Kind) {
     let kept = s.load(id).await.unwrap();
     assert_eq!(
         kept.done,
-        [],
+        DoneRanges::default(),
         "a checkpoint without done ranges removes them"
     );
     assert_eq!(kept.cursor, after.cursor);

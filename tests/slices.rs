@@ -24,6 +24,8 @@ on_both_backends!(
     a_failing_slice_fails_the_run_and_the_cursor_stays,
     a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes,
     an_audit_reads_the_ranges_recorded_as_done,
+    raising_the_buffer_reads_again_what_a_shorter_one_marked_done,
+    rows_on_edges_are_never_lost_whichever_way_the_api_reads_its_bounds,
 );
 
 /// A source sending `until`, and settings reading `n` slices at once.
@@ -175,8 +177,14 @@ async fn equal_timestamps_across_a_split_stay_whole(kind: Kind) {
         .unwrap();
 
     assert_eq!(s.status, Status::Completed);
-    assert_eq!(s.counts.records_fetched, 90, "no row read twice: {s:?}");
-    assert_eq!(s.counts.records_written, 90);
+    // Rows stamped on a split's edge may be read by both slices (an API may return them to
+    // either), never lost; the second read is known and not written again.
+    assert_eq!(s.counts.records_written, 90, "{s:?}");
+    assert_eq!(
+        s.counts.records_fetched,
+        90 + s.counts.records_skipped,
+        "only rows read twice are skipped: {s:?}"
+    );
     let per_id = lines_per_id(&env).await;
     assert_eq!(per_id.len(), 90);
     assert!(per_id.values().all(|&n| n == 1));
@@ -243,6 +251,19 @@ async fn a_failing_slice_fails_the_run_and_the_cursor_stays(kind: Kind) {
 /// A run that stops at its deadline with the first of four slices unread, leaving the
 /// cursor below it and `[12:00, 22:00)` recorded as done; the API is fast again afterwards.
 async fn half_done(env: &Env) -> (FixtureApi, replay_sync::source::http::HttpSource, Settings) {
+    let (api, src, settings, _) = half_done_shared(env).await;
+    (api, src, settings)
+}
+
+/// [`half_done`], with the API's rows open to change.
+async fn half_done_shared(
+    env: &Env,
+) -> (
+    FixtureApi,
+    replay_sync::source::http::HttpSource,
+    Settings,
+    Arc<std::sync::Mutex<Vec<Value>>>,
+) {
     seed(env, "2024-01-15T10:00:00Z").await;
     // A backlog: the window [08:00, 2024-01-16T00:00) in four slices of four hours.
     let records: Vec<Value> = ["15T08:30", "15T13:00", "15T17:00", "15T21:00", "15T23:00"]
@@ -253,8 +274,10 @@ async fn half_done(env: &Env) -> (FixtureApi, replay_sync::source::http::HttpSou
     // The first slice's range answers slowly in the first run: it misses the deadline.
     let slow = Arc::new(AtomicBool::new(true));
     let s2 = slow.clone();
+    let records = Arc::new(std::sync::Mutex::new(records));
+    let rows = records.clone();
     let api = FixtureApi::start(move |req, _| {
-        let r = fixture::records_page(&records, Paging::LinkHeader(10), req);
+        let r = fixture::records_page(&rows.lock().unwrap(), Paging::LinkHeader(10), req);
         if s2.load(Ordering::SeqCst) && req.param("since") == Some("2024-01-15T08:00:00Z") {
             r.delayed(Duration::from_secs(4))
         } else {
@@ -290,14 +313,14 @@ async fn half_done(env: &Env) -> (FixtureApi, replay_sync::source::http::HttpSou
     // Done beyond the gap: [12:00, 22:00) — the top slice is kept only up to the buffer
     // (2 h) before it was read, as rows within the buffer may still arrive there.
     assert_eq!(
-        state.done,
+        state.done.spans,
         [Span {
             since: ts("2024-01-15T12:00:00Z"),
             until: ts("2024-01-15T22:00:00Z"),
         }]
     );
     slow.store(false, Ordering::SeqCst);
-    (api, src, settings)
+    (api, src, settings, records)
 }
 
 async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes(kind: Kind) {
@@ -324,7 +347,10 @@ async fn a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes
         "every row is in the lake"
     );
     assert_eq!(second.new_cursor.as_deref(), Some("2024-01-15T23:00:00Z"));
-    assert!(env.state().await.done.is_empty(), "nothing left to skip");
+    assert!(
+        env.state().await.done.spans.is_empty(),
+        "nothing left to skip"
+    );
 }
 
 /// An audit looks for rows that reached the replica after a range was read: it reads the
@@ -350,5 +376,89 @@ async fn an_audit_reads_the_ranges_recorded_as_done(kind: Kind) {
             .is_some_and(|t| t >= ts("2024-01-15T12:00:00Z") && t < ts("2024-01-15T22:00:00Z"))
     });
     assert!(done_range_read, "the audit read inside the done range");
-    assert!(env.state().await.done.is_empty());
+    assert!(env.state().await.done.spans.is_empty());
+}
+
+/// Contract v3, "Edges never lose a row": an API that reads its bounds `updated_after`-style
+/// (`since < t <= until`), or one that rounds fractions up when it writes them, returns rows
+/// on a slice's edge to the slice below it — and, after a split, to the reader whose end
+/// moved down. Every row lands, whichever way the API reads its bounds (issue 20, 3).
+async fn rows_on_edges_are_never_lost_whichever_way_the_api_reads_its_bounds(kind: Kind) {
+    use fixture::Edges;
+    let base = ts("2024-01-15T09:55:00Z").timestamp_millis();
+    // 2,400 rows four a second over ten minutes (on the second and at .25, .5, .75), and 72
+    // spread over the rest of the window.
+    let mut rows: Vec<(i64, Value)> = (0..2400)
+        .map(|i| fixture::edge_user(&format!("d{i:04}"), base + (i / 4) * 1000 + (i % 4) * 250))
+        .collect();
+    let early = ts("2024-01-15T08:00:30Z").timestamp_millis();
+    rows.extend((0..72).map(|i| fixture::edge_user(&format!("s{i:02}"), early + i * 97_000)));
+    let rows = Arc::new(rows);
+    for edges in [Edges::Inclusive, Edges::UpdatedAfter, Edges::RoundsUp] {
+        let env = Env::new(kind).await;
+        seed(&env, "2024-01-15T10:00:00Z").await;
+        let r = rows.clone();
+        let api = FixtureApi::start(move |req, _| fixture::edges_page(&r, edges, 3, req));
+        let (src, settings) = sliced(&env, &api.url("/x?latency_ms=1"), 8);
+        let s = run_at(&env, &src, &settings, "2024-01-15T10:10:00Z", None)
+            .await
+            .unwrap();
+        assert_eq!(s.status, Status::Completed, "{edges:?}: {s:?}");
+        let per_id = lines_per_id(&env).await;
+        let lost: Vec<&str> = rows
+            .iter()
+            .map(|(_, v)| v["id"].as_str().unwrap())
+            .filter(|id| !per_id.contains_key(*id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{edges:?}: {} of {} rows never written (first: {:?}); {} ranges asked",
+            lost.len(),
+            rows.len(),
+            &lost[..lost.len().min(5)],
+            ranges(&api).len()
+        );
+        assert!(
+            ranges(&api).len() > 8,
+            "{edges:?}: the dense slice was split"
+        );
+    }
+}
+
+/// Done ranges are cut with the buffer in force when they were read: after an operator
+/// raises `BUFFER_HOURS` (what the lateness alarm tells them to do), the next run reads them
+/// again, and a row that reached the replica late inside the new buffer lands before the
+/// cursor passes it (issue 20, 1).
+async fn raising_the_buffer_reads_again_what_a_shorter_one_marked_done(kind: Kind) {
+    let env = Env::new(kind).await;
+    let (api, src, settings, rows) = half_done_shared(&env).await;
+    assert_eq!(env.state().await.done.buffer, Some(TimeDelta::hours(2)));
+    // A row stamped 20:00 reaches the replica now: 4 h late, inside [12:00, 22:00).
+    rows.lock()
+        .unwrap()
+        .push(user("late", "2024-01-15T20:00:00Z"));
+    let before = api.requests().len();
+    let raised = Settings {
+        buffer: TimeDelta::hours(6),
+        ..settings
+    };
+    let s = run_at(&env, &src, &raised, "2024-01-16T00:10:00Z", None)
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    let read_again = api.requests()[before..].iter().any(|r| {
+        r.param("since")
+            .map(ts)
+            .is_some_and(|t| t >= ts("2024-01-15T12:00:00Z") && t < ts("2024-01-15T22:00:00Z"))
+    });
+    assert!(
+        read_again,
+        "the range done under a 2 h buffer is read again under 6 h"
+    );
+    assert!(
+        lines_per_id(&env).await.contains_key("late"),
+        "the late row landed"
+    );
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T23:00:00Z"));
+    assert!(env.state().await.done.spans.is_empty());
 }

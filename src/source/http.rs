@@ -287,6 +287,10 @@ impl HttpSource {
                 Attempt::Fail(error)
             }
         };
+        // A retry reads the page from its start: say so before its rows come again.
+        if attempt > 1 && tx.send(Ok(Some(Part::Restart))).await.is_err() {
+            return Attempt::Done((0, None)); // the reader is gone: stop quietly
+        }
         // A first attempt may find its request already sent (see `Prefetch`).
         let sent = match prefetch.take(url).filter(|_| attempt == 1) {
             Some(early) => match early.await {
@@ -449,6 +453,8 @@ impl Drop for Prefetch {
 enum Part {
     Records(JoinHandle<Result<Vec<Entry>>>),
     PageEnd(PageEnd),
+    /// The page is read again from its start (see [`Chunk::restart`]).
+    Restart,
 }
 
 /// The chunks of one read, produced by a background task; dropping this stops the task.
@@ -476,7 +482,7 @@ impl HttpPages {
             Some(Ok(Some(Part::Records(parsed)))) => match parsed.await {
                 Ok(Ok(entries)) => Ok(Some(Chunk {
                     entries,
-                    page_end: None,
+                    ..Chunk::default()
                 })),
                 Ok(Err(e)) => {
                     self.finished = true;
@@ -491,8 +497,12 @@ impl HttpPages {
                 }
             },
             Some(Ok(Some(Part::PageEnd(end)))) => Ok(Some(Chunk {
-                entries: Vec::new(),
                 page_end: Some(end),
+                ..Chunk::default()
+            })),
+            Some(Ok(Some(Part::Restart))) => Ok(Some(Chunk {
+                restart: true,
+                ..Chunk::default()
             })),
             Some(Ok(None)) => {
                 self.finished = true;

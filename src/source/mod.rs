@@ -20,6 +20,10 @@ pub struct Chunk {
     pub entries: Vec<Entry>,
     /// Set on the last chunk of each page.
     pub page_end: Option<PageEnd>,
+    /// The current page is being read again from its start (a retry after its body broke
+    /// off): the entries that follow repeat some already returned. A retried page is the
+    /// same page, so its repeated rows are no sign of disorder.
+    pub restart: bool,
 }
 
 /// A page was read completely.
@@ -59,6 +63,7 @@ pub trait Pages: Send {
     /// The next chunk, or `None` once the last page has ended. An error ends the read: the
     /// entries already returned stand, the rest were not fetched. After a transient failure
     /// in the middle of a page the page is fetched again from its start, so entries of that
-    /// page may be returned twice (the output is an upsert log: harmless).
+    /// page may be returned twice (the output is an upsert log: harmless); a chunk with
+    /// [`Chunk::restart`] set says so before the repeats.
     fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Chunk>>> + Send;
 }

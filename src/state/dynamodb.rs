@@ -19,7 +19,7 @@ use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState};
 use tracing::warn;
 
 use crate::error::{Cause, Error, Result};
-use crate::window::{self, Span};
+use crate::window;
 
 #[derive(Debug, Clone)]
 pub struct DynamoStateStore {
@@ -168,7 +168,7 @@ impl StateStore for DynamoStateStore {
             plan,
             last_invocation: string(item, "last_invocation", &at)?.map(str::to_string),
             fingerprints: string(item, "fingerprints", &at)?.map(str::to_string),
-            done: super::done_ranges(string(item, "done_ranges", &at)?),
+            done: super::DoneRanges::parse(string(item, "done_ranges", &at)?),
         })
     }
 
@@ -278,13 +278,10 @@ impl StateStore for DynamoStateStore {
         }
         let mut remove = vec!["#lo", "#le", "#d"];
         req = req.expression_attribute_names("#d", "done_ranges");
-        if !commit.done.is_empty() {
+        if let Some(done) = commit.done.format() {
             remove.pop();
             set.push("#d = :done");
-            req = req.expression_attribute_values(
-                ":done",
-                AttributeValue::S(Span::format_list(commit.done)),
-            );
+            req = req.expression_attribute_values(":done", AttributeValue::S(done));
         }
         if let Some(inv) = commit.invocation {
             set.push("#i = :inv");

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Checkpoint, Commit, Lease, Plan, StateStore, SyncState, done_ranges};
+use super::{Checkpoint, Commit, DoneRanges, Lease, Plan, StateStore, SyncState};
 use crate::error::{Cause, Error, Result};
-use crate::window::{self, Span};
+use crate::window;
 
 #[derive(Debug, Clone)]
 pub struct FileStateStore {
@@ -121,7 +121,7 @@ impl FileStateStore {
             plan,
             last_invocation: item.last_invocation.clone(),
             fingerprints: item.fingerprints.clone(),
-            done: done_ranges(item.done_ranges.as_deref()),
+            done: DoneRanges::parse(item.done_ranges.as_deref()),
         })
     }
 
@@ -322,7 +322,7 @@ impl StateStore for FileStateStore {
             commit.invocation.map(str::to_string),
         );
         let fingerprints = commit.fingerprints.map(str::to_string);
-        let done = (!commit.done.is_empty()).then(|| Span::format_list(commit.done));
+        let done = commit.done.format();
         let committed = blocking(move || {
             Self::update(&path, &id, |item| {
                 if item.version != expected || item.lease_owner.as_deref() != Some(owner.as_str()) {

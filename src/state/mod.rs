@@ -48,7 +48,79 @@ pub struct SyncState {
     /// Ranges above the cursor that a run which stopped early fetched completely (slices done
     /// beyond a gap), cut to what no row within the buffer can still arrive in: the next run
     /// from this version need not fetch them again (`done_ranges`).
-    pub done: Vec<Span>,
+    pub done: DoneRanges,
+}
+
+/// Ranges complete beyond a gap, and the buffer they were cut with: they hold only for a
+/// run whose buffer is no longer than that (a row later than the old buffer may still arrive
+/// inside a longer one). Stored as `buffer_ms=7200000;A/B,C/D`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoneRanges {
+    pub spans: Vec<Span>,
+    /// The buffer in force when they were cut (`None`: unknown, as in a value stored before
+    /// it was recorded: such ranges are read again).
+    pub buffer: Option<TimeDelta>,
+}
+
+impl DoneRanges {
+    /// `spans`, cut with `buffer`.
+    pub fn new(spans: Vec<Span>, buffer: TimeDelta) -> Self {
+        DoneRanges {
+            spans,
+            buffer: Some(buffer),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The ranges a run whose buffer is `buffer` may skip: all of them when they were cut
+    /// with a buffer at least as long, none otherwise.
+    pub fn usable(&self, buffer: TimeDelta) -> &[Span] {
+        match self.buffer {
+            Some(cut) if cut >= buffer => &self.spans,
+            _ => &[],
+        }
+    }
+
+    /// The stored form (`None`: nothing to store).
+    pub fn format(&self) -> Option<String> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        let list = Span::format_list(&self.spans);
+        Some(match self.buffer {
+            Some(b) => format!("buffer_ms={};{list}", b.num_milliseconds()),
+            None => list,
+        })
+    }
+
+    /// Reads a stored `done_ranges` value. One that cannot be read counts as none (and says
+    /// so): that costs the next run a re-read, never a row.
+    pub fn parse(stored: Option<&str>) -> DoneRanges {
+        let Some(s) = stored else {
+            return DoneRanges::default();
+        };
+        let (buffer, list) = match s.split_once(';') {
+            Some((head, list)) => match head
+                .strip_prefix("buffer_ms=")
+                .and_then(|ms| ms.trim().parse::<i64>().ok())
+                .and_then(TimeDelta::try_milliseconds)
+            {
+                Some(b) => (Some(b), list),
+                None => (None, "?"),
+            },
+            None => (None, s),
+        };
+        match Span::parse_list(list) {
+            Some(spans) => DoneRanges { spans, buffer },
+            None => {
+                tracing::warn!(done_ranges = %s, "cannot read done_ranges; the next run fetches them again");
+                DoneRanges::default()
+            }
+        }
+    }
 }
 
 /// A claim on the state item by one run.
@@ -98,7 +170,7 @@ pub struct Commit<'a> {
     /// The fingerprint set written for the next run (left unchanged when `None`).
     pub fingerprints: Option<&'a str>,
     /// Replaces the stored done ranges (empty: removes them).
-    pub done: &'a [Span],
+    pub done: &'a DoneRanges,
 }
 
 /// A store of [`SyncState`]s keyed by sync id.
@@ -131,18 +203,6 @@ pub trait StateStore: Send + Sync {
     /// Removes the lease if `owner` still holds it (a failed run lets the next one start at
     /// once). Leaves the plan, so a retry reuses it.
     fn release(&self, sync_id: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// Reads a stored `done_ranges` value. One that cannot be read counts as none (and says so):
-/// that costs the next run a re-read, never a row.
-pub(crate) fn done_ranges(stored: Option<&str>) -> Vec<Span> {
-    let Some(s) = stored else {
-        return Vec::new();
-    };
-    Span::parse_list(s).unwrap_or_else(|| {
-        tracing::warn!(done_ranges = %s, "cannot read done_ranges; the next run fetches them again");
-        Vec::new()
-    })
 }
 
 /// Who asks for the lease.
@@ -229,5 +289,40 @@ pub async fn acquire<S: StateStore + ?Sized>(
         None => Err(crate::error::Error::state(format!(
             "could not take the lease on {sync_id} after {LEASE_ATTEMPTS} attempts (the item keeps changing)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_ranges_carry_the_buffer_that_cut_them() {
+        let t = |s| window::parse_ts(s).unwrap();
+        let spans = vec![Span {
+            since: t("2024-01-15T12:00:00Z"),
+            until: t("2024-01-15T22:00:00Z"),
+        }];
+        let done = DoneRanges::new(spans.clone(), TimeDelta::hours(2));
+        let stored = done.format().unwrap();
+        assert_eq!(
+            stored,
+            "buffer_ms=7200000;2024-01-15T12:00:00Z/2024-01-15T22:00:00Z"
+        );
+        assert_eq!(DoneRanges::parse(Some(&stored)), done);
+        // Usable under the same or a shorter buffer, not a longer one.
+        assert_eq!(done.usable(TimeDelta::hours(2)), &spans[..]);
+        assert_eq!(done.usable(TimeDelta::hours(1)), &spans[..]);
+        assert!(done.usable(TimeDelta::hours(3)).is_empty());
+        // A value stored before the buffer was recorded: read, never skipped.
+        let legacy = DoneRanges::parse(Some("2024-01-15T12:00:00Z/2024-01-15T22:00:00Z"));
+        assert_eq!(legacy.spans, spans);
+        assert!(legacy.usable(TimeDelta::zero()).is_empty());
+        // Unreadable: none.
+        assert_eq!(
+            DoneRanges::parse(Some("buffer_ms=x;a/b")),
+            DoneRanges::default()
+        );
+        assert_eq!(DoneRanges::default().format(), None);
     }
 }

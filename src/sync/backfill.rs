@@ -35,7 +35,9 @@ use crate::fingerprint::Fingerprints;
 use crate::format;
 use crate::sink::{Sink, put_once};
 use crate::source::Source;
-use crate::state::{self, Acquired, Checkpoint, Claimant, Commit, StateStore, SyncState};
+use crate::state::{
+    self, Acquired, Checkpoint, Claimant, Commit, DoneRanges, StateStore, SyncState,
+};
 use crate::window;
 
 /// Default slice length.
@@ -212,6 +214,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let plan = self
             .stored_plan(&task.backfill_id, "backfill_slice.backfill_id")
             .await?;
+        self.check_task(&plan, task).await?;
         let since = parse("backfill_slice.since", &task.since)?;
         let until = match &task.until {
             Some(u) => Some(parse("backfill_slice.until", u)?),
@@ -221,14 +224,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             Some(r) => parse("backfill_slice.read_from", r)?,
             None => since,
         };
-        let part_rel = self.backfill_key(
-            &task.backfill_id,
-            &format!(
-                "parts/{}-p{}.json",
-                window::format_compact(since),
-                task.part
-            ),
-        );
+        let part_rel = self.part_key(&task.backfill_id, &task.since, task.part)?;
         // A part already read (a retried invocation) is not read again.
         if let Some(done) = self.get_json::<Part>(&part_rel).await? {
             return Ok(outcome(&done, task));
@@ -316,28 +312,89 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         Ok(outcome(&part, task))
     }
 
+    /// The key of part `part` of the slice from `since`.
+    fn part_key(&self, id: &str, since: &str, part: u32) -> Result<String> {
+        let since = window::format_compact(parse("since", since)?);
+        Ok(self.backfill_key(id, &format!("parts/{since}-p{part}.json")))
+    }
+
+    /// Refuses a slice step that is not the plan's: a slice the plan does not have, another
+    /// end, or a part that does not start where the part before it ended (a hand-sent event
+    /// or a stray duplicate would leave a hole that the commit must never cross).
+    async fn check_task(&self, plan: &BackfillPlan, task: &SliceTask) -> Result<()> {
+        let id = &plan.backfill_id;
+        let Some(planned) = plan.slices.iter().find(|s| s.since == task.since) else {
+            return Err(Error::event(
+                "backfill_slice.since",
+                format!("backfill {id} has no slice from {}", task.since),
+            ));
+        };
+        if planned.until != task.until {
+            return Err(Error::event(
+                "backfill_slice.until",
+                format!(
+                    "backfill {id}: the slice from {} ends at {}, not {}",
+                    task.since,
+                    planned.until.as_deref().unwrap_or("(open)"),
+                    task.until.as_deref().unwrap_or("(open)")
+                ),
+            ));
+        }
+        let expected = match task.part {
+            0 => Some(planned.clone()),
+            n => {
+                let rel = self.part_key(id, &task.since, n - 1)?;
+                self.get_json::<Part>(&rel)
+                    .await?
+                    .filter(|p| !p.done)
+                    .and_then(|p| p.next)
+            }
+        };
+        if expected.as_ref() != Some(task) {
+            return Err(Error::event(
+                "backfill_slice.read_from",
+                format!(
+                    "backfill {id}: part {} of the slice from {} must start where part {} ended ({}); got {}",
+                    task.part,
+                    task.since,
+                    task.part.saturating_sub(1),
+                    expected
+                        .as_ref()
+                        .map(|e| e.read_from.as_deref().unwrap_or(&e.since))
+                        .unwrap_or("no such part, or it finished the slice"),
+                    task.read_from.as_deref().unwrap_or(&task.since)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every slice's parts, to the last: the objects, counts and newest row of the backfill;
-    /// an error naming the first slice not yet done.
+    /// an error naming the first slice not yet done, or a part that does not continue the
+    /// one before it (the parts must tile each planned slice).
     async fn backfill_parts(&self, plan: &BackfillPlan) -> Result<(Vec<Part>, Counts)> {
         let mut parts = Vec::new();
         let mut counts = Counts::default();
         for slice in &plan.slices {
             let mut task = slice.clone();
             loop {
-                let rel = self.backfill_key(
-                    &plan.backfill_id,
-                    &format!(
-                        "parts/{}-p{}.json",
-                        window::format_compact(parse("since", &task.since)?),
-                        task.part
-                    ),
-                );
+                let rel = self.part_key(&plan.backfill_id, &task.since, task.part)?;
                 let part: Part = self.get_json(&rel).await?.ok_or_else(|| {
                     Error::state(format!(
                         "backfill {}: the slice from {} is not done (no {rel}); nothing was committed — run its slices, then commit again",
                         plan.backfill_id, slice.since
                     ))
                 })?;
+                if part.slice != task {
+                    return Err(Error::state(format!(
+                        "backfill {}: {rel} was read from {} to {}, but the plan and the part before it say {} to {}: a gap; nothing was committed — delete it and run the slice again",
+                        plan.backfill_id,
+                        part.slice.read_from.as_deref().unwrap_or(&part.slice.since),
+                        part.slice.until.as_deref().unwrap_or("(open)"),
+                        task.read_from.as_deref().unwrap_or(&task.since),
+                        task.until.as_deref().unwrap_or("(open)"),
+                    )));
+                }
                 counts.add(&part.counts);
                 let next = part.next.clone();
                 let done = part.done;
@@ -473,7 +530,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             run_id: id,
             invocation: Some(id),
             fingerprints: None,
-            done: &[],
+            done: &DoneRanges::default(),
         };
         let mut s = RunSummary::new(sync_id, &manual(), self.settings.buffer);
         s.run_id = id.to_string();

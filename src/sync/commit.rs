@@ -14,7 +14,7 @@ use crate::failpoint;
 use crate::format;
 use crate::sink::{Sink, put_once};
 use crate::source::Source;
-use crate::state::{Checkpoint, Commit, StateStore};
+use crate::state::{Checkpoint, Commit, DoneRanges, StateStore};
 use crate::window;
 
 impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, St, So, Si> {
@@ -122,7 +122,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             run_id: &job.run_id,
             invocation,
             fingerprints: fingerprints.as_deref(),
-            done: &f.done,
+            done: &DoneRanges::new(std::mem::take(&mut f.done), self.settings.buffer),
         };
         match self.state.checkpoint(sync_id, &commit).await? {
             Checkpoint::Committed { version } => {

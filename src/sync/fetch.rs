@@ -118,7 +118,7 @@ enum Take {
     Write(Option<TimeDelta>),
     Known(bool),
     Reject,
-    /// Beyond the end of its slice (moved down by a split): another slice reads it.
+    /// Past the end of its slice (moved down by a split): the next slice reads it.
     Beyond,
 }
 
@@ -132,6 +132,9 @@ struct Reading<Si: Sink + Clone + 'static> {
     r: Read,
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
+    /// `last_seen` when the current page began: where a page read again from its start
+    /// takes the order check back to.
+    page_start: Option<DateTime<Utc>>,
     /// The current chunk's verdicts, one per entry.
     takes: Vec<Take>,
 }
@@ -282,6 +285,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             r: Read::empty(),
             first_seen: None,
             last_seen: None,
+            page_start: None,
             takes: Vec::new(),
         };
         let mut reader = self.source.open(range.since, range.until, job.inv.deadline);
@@ -298,6 +302,10 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 None => reader.next_chunk().await?,
             };
             let Some(chunk) = next else { break };
+            if chunk.restart {
+                // The same page again: its rows repeat what was read, not a step back.
+                rd.last_seen = rd.page_start;
+            }
             let passed_end = self.judge_chunk(job, sh, &range, &chunk.entries, &mut rd);
             page_records += chunk.entries.len() as u64;
             rd.take_chunk(sh, chunk.entries).await?;
@@ -312,6 +320,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     "fetched page"
                 );
                 page_records = 0;
+                rd.page_start = rd.last_seen;
                 if let (Some(id), Some((t, notify))) = (range.slice, sh.slices) {
                     lock(t).page(id, r.counts.pages, end.more);
                     notify.notify_one();
@@ -331,7 +340,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
 
     /// Judges a chunk's entries against the fingerprints, under one lock (written after it:
     /// writes wait), bounds the set, and reports how far a slice got. Returns whether a row
-    /// lay at or past the slice's end (moved down by a split).
+    /// lay past the slice's end (moved down by a split).
     fn judge_chunk(
         &self,
         job: &Job<'_>,
@@ -350,7 +359,13 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             rd.takes.clear();
             for e in entries {
                 let take = match e {
-                    Entry::Valid(rec) if end.is_some_and(|end| rec.updated_at >= end) => {
+                    // Past the end of its slice (moved down by a split): the next slice asks
+                    // from that end and is returned every row stamped after it, however the
+                    // API reads its bounds. A row stamped on the end itself is taken here:
+                    // an API that reads `since < t <= until`, or rounds fractions up when it
+                    // writes them, returns it to this slice and not to the next (a
+                    // duplicate is harmless, a loss is not).
+                    Entry::Valid(rec) if end.is_some_and(|end| rec.updated_at > end) => {
                         passed_end = true;
                         Take::Beyond
                     }

@@ -65,13 +65,19 @@ impl<'r> Job<'r> {
 
     /// The ranges an earlier partial run completed, which this run need not read again: none
     /// in a manual replay (an override, a rewind or another buffer reads everything) or an
-    /// audit (it looks for exactly the rows that arrived after a range was read).
-    pub(super) fn skip(&self) -> &'r [crate::window::Span] {
+    /// audit (it looks for exactly the rows that arrived after a range was read), and none
+    /// that were cut with a shorter buffer than `BUFFER_HOURS` is now (a row later than that
+    /// buffer may still have arrived in them).
+    pub(super) fn skip(&self, settings: &Settings) -> &'r [crate::window::Span] {
         let manual = self.req.state_override.is_some()
             || self.req.rewind
             || self.req.buffer.is_some()
             || self.req.audit;
-        if manual { &[] } else { &self.stored.done }
+        if manual {
+            &[]
+        } else {
+            self.stored.done.usable(settings.buffer)
+        }
     }
 
     /// How fetched records are judged in this run.

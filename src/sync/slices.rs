@@ -219,7 +219,9 @@ impl Table {
         let s = &mut self.slices[id];
         s.status = if stopped {
             Status::Stopped {
-                durable: durable.filter(|_| s.ascending),
+                // Rows past its end were written too (never dropped), but what lies between
+                // its end and them is the next slice's: it vouches for no more than its end.
+                durable: durable.filter(|_| s.ascending).map(|d| d.min(s.until)),
             }
         } else {
             Status::Done
@@ -384,7 +386,12 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         fps: Mutex<Fingerprints>,
     ) -> Result<Fetched> {
         let slots = self.settings.fetch_concurrency;
-        let table = Mutex::new(Table::new(job.since, job.started_at, job.skip(), slots));
+        let table = Mutex::new(Table::new(
+            job.since,
+            job.started_at,
+            job.skip(self.settings),
+            slots,
+        ));
         let notify = Notify::new();
         let loaded_newest = lock(&fps).newest();
         let mut shared = self.shared(job, fps, Some((&table, &notify)));

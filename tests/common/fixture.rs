@@ -275,3 +275,81 @@ pub fn user(id: &str, updated_at: &str) -> Value {
         "updatedAt": updated_at,
     })
 }
+
+/// How an API reads its bounds and writes its times, for the edge tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edges {
+    /// `since <= t < until`, times written as they are.
+    Inclusive,
+    /// `updated_after`-style: `since < t <= until`.
+    UpdatedAfter,
+    /// `since <= t < until` on the true time, written rounded up to the whole second (as
+    /// APIs that serialise without fractions do).
+    RoundsUp,
+}
+
+/// A row of [`edges_page`]: its true time (milliseconds) and id.
+pub fn edge_user(id: &str, ms: i64) -> (i64, Value) {
+    (ms, user(id, ""))
+}
+
+/// The page of `rows` that `req` asks for, read with `edges`, sorted by true time (ties by
+/// id), `per_page` a page with a `Link` to the next; `updatedAt` is written per `edges`.
+pub fn edges_page(rows: &[(i64, Value)], edges: Edges, per_page: usize, req: &Request) -> Response {
+    let bound = |name: &str| {
+        req.param(name).map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|_| panic!("the fixture got an unparsable {name}"))
+        })
+    };
+    let (since, until) = (bound("since"), bound("until"));
+    let mut sel: Vec<&(i64, Value)> = rows
+        .iter()
+        .filter(|(t, _)| match edges {
+            Edges::UpdatedAfter => since.is_none_or(|s| *t > s) && until.is_none_or(|u| *t <= u),
+            _ => since.is_none_or(|s| *t >= s) && until.is_none_or(|u| *t < u),
+        })
+        .collect();
+    sel.sort_by(|a, b| (a.0, a.1["id"].as_str()).cmp(&(b.0, b.1["id"].as_str())));
+    let page: usize = req.param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let start = ((page - 1) * per_page).min(sel.len());
+    let end = (start + per_page).min(sel.len());
+    let data: Vec<Value> = sel[start..end]
+        .iter()
+        .map(|(t, v)| {
+            let ms = if edges == Edges::RoundsUp {
+                (t + 999).div_euclid(1000) * 1000
+            } else {
+                *t
+            };
+            let at = DateTime::from_timestamp_millis(ms).expect("a time");
+            let mut v = v.clone();
+            v["updatedAt"] = at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into();
+            v
+        })
+        .collect();
+    let r = Response::json(&json!({ "data": data }));
+    let latency = req
+        .param("latency_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let r = r.delayed(std::time::Duration::from_millis(latency));
+    if end < sel.len() {
+        let mut q: Vec<(String, String)> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k != "page")
+            .cloned()
+            .collect();
+        q.push(("page".into(), (page + 1).to_string()));
+        let qs = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(q)
+            .finish();
+        r.header("Link", &format!("<{}?{qs}>; rel=\"next\"", req.path))
+    } else {
+        r
+    }
+}
