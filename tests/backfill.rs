@@ -26,6 +26,7 @@ on_both_backends!(
     a_backfill_after_the_cursor_leaves_it,
     a_slice_that_reaches_the_deadline_goes_on_in_its_next_part,
     a_commit_refuses_parts_that_do_not_tile_the_plan,
+    parts_lose_no_row_on_their_edges_with_an_updated_after_api,
 );
 
 /// 10 days of users, one every 2 hours from 2024-01-01.
@@ -610,4 +611,52 @@ async fn a_commit_refuses_parts_that_do_not_tile_the_plan(kind: Kind) {
         (0, None),
         "nothing committed"
     );
+}
+
+/// A part that stops at the deadline between rows of one second: the next part asks again
+/// from before that second, so an API that reads `since < t` still returns the rows of it
+/// the part did not reach (contract v3, "Edges never lose a row"; issue 20, 3).
+async fn parts_lose_no_row_on_their_edges_with_an_updated_after_api(kind: Kind) {
+    let env = Env::new(kind).await;
+    // 120 rows, 4 on each whole second; 3 a page at 100 ms.
+    let base = ts("2024-01-01T00:00:00Z").timestamp_millis();
+    let rows: Vec<(i64, Value)> = (0..120)
+        .map(|i| fixture::edge_user(&format!("t{i:03}"), base + 1000 + (i / 4) * 1000))
+        .collect();
+    let api = FixtureApi::start(move |req, _| {
+        fixture::edges_page(&rows, fixture::Edges::UpdatedAfter, 3, req)
+            .delayed(Duration::from_millis(100))
+    });
+    let src = common::source(&api.url("/users"));
+    let settings = env.settings();
+    let engine = engine(&env, &src, &settings);
+    let planned = engine
+        .backfill_plan(
+            &start("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"),
+            &Invocation::new("plan", None),
+        )
+        .await
+        .unwrap();
+    let mut task: SliceTask =
+        serde_json::from_slice::<Vec<SliceTask>>(&env.get(&planned.key).await).unwrap()[0].clone();
+    let mut parts = 0;
+    loop {
+        parts += 1;
+        assert!(parts < 40, "the slice progresses");
+        let inv = Invocation::new(format!("part-{parts}"), Some(Duration::from_millis(1000)));
+        let out = engine.backfill_slice(&task, &inv).await.unwrap();
+        if out.done {
+            break;
+        }
+        task = out.backfill_slice;
+    }
+    assert!(parts > 2, "the slice needed several invocations");
+    let s = engine
+        .backfill_commit(&planned.backfill_id, &Invocation::new("commit", None))
+        .await
+        .unwrap();
+    let lines = env.lines(&s.objects).await;
+    let ids: std::collections::HashSet<&str> =
+        lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 120, "every row, over {parts} parts");
 }

@@ -265,11 +265,13 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let read = self.read(&job, &shared, range).await?;
         let max = read.durable_max();
         let done = !read.stopped_early;
-        // In order, the next part starts at the newest row read (rows sharing its second are
-        // read again: harmless). Out of order, or without moving on, it cannot be carried on.
+        // In order, the next part starts a second before the newest row read: rows sharing
+        // its second that this part did not reach come back whether the API reads `since`
+        // inclusively or `updated_after`-style (rows read twice are harmless). Out of order,
+        // or without moving on, it cannot be carried on.
         let next_from = max
             .filter(|_| read.ascending)
-            .map(|m| m.trunc_subsecs(0))
+            .map(|m| m.trunc_subsecs(0) - TimeDelta::seconds(1))
             .filter(|m| *m > read_from);
         if !done && next_from.is_none() {
             return Err(Error::state(format!(
