@@ -246,6 +246,28 @@ impl Fingerprints {
         self.prune(covered, keep_from.map(ms), max);
     }
 
+    /// Adds what `other` remembers of rows another writer (a backfill's part) put in the
+    /// lake: per id the newer version. The coverage becomes the narrower of the two — none
+    /// if either covers nothing — since each vouches only for what it saw written.
+    pub fn absorb(&mut self, other: Fingerprints) {
+        for (id, fp) in other.map {
+            match self.map.entry(id) {
+                Entry::Occupied(mut seen) => {
+                    if fp.updated_ms > seen.get().updated_ms {
+                        seen.insert(fp);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(fp);
+                }
+            }
+        }
+        self.from = match (self.from, other.from) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+
     /// The stored form: magic, coverage, count, then `(id hash, updatedAt ms, content hash)`
     /// sorted by id hash (so that a retried run writes the same bytes).
     pub fn encode(&self) -> Vec<u8> {
@@ -312,6 +334,36 @@ mod tests {
 
     fn ts(s: &str) -> DateTime<Utc> {
         crate::window::parse_ts(s).unwrap()
+    }
+
+    #[test]
+    fn absorbing_a_part_keeps_the_newer_version_and_the_narrower_coverage() {
+        let mut runs = Fingerprints::empty();
+        runs.after_run(None, Some(ts("2024-01-01T00:00:00Z")), true, None, 10);
+        assert_eq!(
+            runs.check(&rec("a", "2024-01-02T00:00:00Z", "old"), None, true),
+            Verdict::Write { late: None }
+        );
+        let mut part = Fingerprints::empty();
+        for (id, t) in [("a", "2024-01-03T00:00:00Z"), ("b", "2024-01-02T00:00:00Z")] {
+            let _ = part.check(&rec(id, t, "new"), None, false);
+        }
+        part.after_run(None, Some(ts("2024-01-01T12:00:00Z")), true, None, 10);
+        runs.absorb(part);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs.covers_from(), Some(ts("2024-01-01T12:00:00Z")));
+        // The part's newer version of a, and b, are known: not written again.
+        assert_eq!(
+            runs.check(&rec("a", "2024-01-03T00:00:00Z", "new"), None, true),
+            Verdict::Unchanged
+        );
+        assert_eq!(
+            runs.check(&rec("b", "2024-01-02T00:00:00Z", "new"), None, true),
+            Verdict::Unchanged
+        );
+        // A part that covers nothing leaves a set that covers nothing (no false lateness).
+        runs.absorb(Fingerprints::empty());
+        assert_eq!(runs.covers_from(), None);
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub struct Part {
     pub done: bool,
     /// Where the next part starts (when not done).
     pub next: Option<SliceTask>,
+    /// The key of the fingerprints of what the part wrote within `AUDIT_HOURS` (or the
+    /// buffer) of its newest row: the commit hands them on, so that the next run and the
+    /// next audit do not write the backfill's rows again (none with `FINGERPRINT_MAX=0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<String>,
 }
 
 /// What a slice step returns: the state machine loops on `done`, passing `backfill_slice`.
@@ -244,9 +249,10 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             run_id: task.backfill_id.clone(),
         };
         let mut shared = self.shared(&job, Mutex::new(Fingerprints::empty()), None);
-        // A backfill writes what it reads: the scheduled runs' fingerprints are theirs.
+        // A backfill writes what it reads, remembering it (bounded as a run's set is) for
+        // the commit to hand on.
         shared.judge = Judge {
-            fingerprinting: false,
+            fingerprinting: self.settings.fingerprint_max > 0,
             skip_known: false,
             late_since: None,
             missed_before: None,
@@ -264,6 +270,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         };
         let read = self.read(&job, &shared, range).await?;
         let max = read.durable_max();
+        let fps = shared.fps.into_inner().unwrap_or_else(|e| e.into_inner());
         let done = !read.stopped_early;
         // In order, the next part starts a second before the newest row read: rows sharing
         // its second that this part did not reach come back whether the API reads `since`
@@ -286,7 +293,11 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             read_from: Some(window::format_ts(from)),
             ..task.clone()
         });
+        let fingerprints = self
+            .part_fingerprints(fps, read_from, max, &part_rel)
+            .await?;
         let part = Part {
+            fingerprints,
             backfill_id: task.backfill_id.clone(),
             slice: task.clone(),
             objects: read.durable.objects.clone(),
@@ -312,6 +323,62 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             "backfill slice part written"
         );
         Ok(outcome(&part, task))
+    }
+
+    /// Stores the fingerprints of what a part wrote from `read_from`, kept within what a run
+    /// or an audit re-reads below its newest row `max`, beside its manifest `part_rel`.
+    async fn part_fingerprints(
+        &self,
+        mut fps: Fingerprints,
+        read_from: DateTime<Utc>,
+        max: Option<DateTime<Utc>>,
+        part_rel: &str,
+    ) -> Result<Option<String>> {
+        let s = self.settings;
+        if s.fingerprint_max == 0 || fps.is_empty() {
+            return Ok(None);
+        }
+        let keep_from = window::since(max, s.remembered());
+        fps.after_run(None, Some(read_from), true, keep_from, s.fingerprint_max);
+        let rel = format!("{}.fp.bin", part_rel.trim_end_matches(".json"));
+        let key = put_once(self.sink, &rel, fps.encode().into(), format::BINARY).await?;
+        Ok(Some(key))
+    }
+
+    /// The fingerprint set after the backfill: the one `stored` names, with what every part
+    /// wrote, kept within what the next run (or audit) from `new_cursor` re-reads; its key
+    /// (`None`: fingerprints off, or nothing to say).
+    async fn backfill_fingerprints(
+        &self,
+        id: &str,
+        parts: &[Part],
+        stored: &SyncState,
+        new_cursor: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>> {
+        let s = self.settings;
+        if s.fingerprint_max == 0 || parts.iter().all(|p| p.fingerprints.is_none()) {
+            return Ok(stored.fingerprints.clone());
+        }
+        let (mut set, _) = self.load_fingerprints(stored).await;
+        for key in parts.iter().filter_map(|p| p.fingerprints.as_deref()) {
+            // A part's set that cannot be read costs the next run rewrites, never a row.
+            match self.sink.get(key).await? {
+                Some(bytes) => match Fingerprints::decode(&bytes) {
+                    Ok(part) => set.absorb(part),
+                    Err(e) => {
+                        tracing::warn!(key = %key, error = %e, "cannot use a part's fingerprints")
+                    }
+                },
+                None => tracing::warn!(key = %key, "a part's fingerprints are missing"),
+            }
+        }
+        let from = set.covers_from();
+        let keep_from = window::since(new_cursor, s.remembered());
+        set.after_run(from, None, false, keep_from, s.fingerprint_max);
+        let rel = format!("{}/_fingerprints/{id}.bin", s.sync_id);
+        Ok(Some(
+            put_once(self.sink, &rel, set.encode().into(), format::BINARY).await?,
+        ))
     }
 
     /// The key of part `part` of the slice from `since`.
@@ -521,6 +588,13 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             fingerprints: None,
             synced_at: plan.synced_at.clone(),
         };
+        let fingerprints = self
+            .backfill_fingerprints(id, parts, stored, new_cursor)
+            .await?;
+        let manifest = Manifest {
+            fingerprints: fingerprints.clone(),
+            ..manifest
+        };
         let manifest_key = self
             .put_json(&format!("{sync_id}/_manifests/{id}.json"), &manifest)
             .await?;
@@ -531,7 +605,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             cursor: new_cursor,
             run_id: id,
             invocation: Some(id),
-            fingerprints: None,
+            fingerprints: fingerprints.as_deref(),
             done: &DoneRanges::default(),
         };
         let mut s = RunSummary::new(sync_id, &manual(), self.settings.buffer);

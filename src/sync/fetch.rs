@@ -429,7 +429,10 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
     /// The fingerprint set the last checkpoint named, and a hash of its stored bytes; or an
     /// empty one (nothing skipped) when there is none or it cannot be read — that costs
     /// writes, never rows.
-    async fn load_fingerprints(&self, stored: &SyncState) -> (Fingerprints, Option<u128>) {
+    pub(super) async fn load_fingerprints(
+        &self,
+        stored: &SyncState,
+    ) -> (Fingerprints, Option<u128>) {
         let Some(key) = stored
             .fingerprints
             .as_deref()
