@@ -292,40 +292,41 @@ fn backfill() {
     let start = now - TimeDelta::days(30);
     let port = serve(Arc::new(Rows::new(n, start, TimeDelta::days(30))), latency);
     let (stream, _, s1) = run(port, Some(start), 1, &[]);
-    let dir = tempfile::tempdir().unwrap();
     let api = format!("http://127.0.0.1:{port}/users");
-    let state = format!("file://{}/state.json", dir.path().display());
-    let out = format!("file://{}/out", dir.path().display());
     let from = replay_sync::window::format_ts(start);
     let to = replay_sync::window::format_ts(now);
-    let env = vec![
-        ("API_URL", api.as_str()),
-        ("API_NEXT_PAGE_FIELD", "next"),
-        ("API_UNTIL_PARAM", "until"),
-        ("STATE_STORE", state.as_str()),
-        ("OUTPUT", out.as_str()),
-    ];
-    let args = [
-        "backfill",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--slice-hours",
-        "24",
-        "--concurrency",
-        "8",
-    ];
-    let (bf, _, s8) = common::run_bin(&args, env);
-    for s in [&s1, &s8] {
-        assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+    // With `--to`, and without it (sliced up to the planning time, the top slice open).
+    let mut timed = Vec::new();
+    for to in [Some(to.as_str()), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = format!("file://{}/state.json", dir.path().display());
+        let out = format!("file://{}/out", dir.path().display());
+        let env = vec![
+            ("API_URL", api.as_str()),
+            ("API_NEXT_PAGE_FIELD", "next"),
+            ("API_UNTIL_PARAM", "until"),
+            ("STATE_STORE", state.as_str()),
+            ("OUTPUT", out.as_str()),
+        ];
+        let mut args = vec!["backfill", "--from", &from];
+        if let Some(to) = to {
+            args.extend(["--to", to]);
+        }
+        args.extend(["--slice-hours", "24", "--concurrency", "8"]);
+        let (bf, _, s8) = common::run_bin(&args, env);
+        for s in [&s1, &s8] {
+            assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+        }
+        timed.push(bf);
     }
     println!(
-        "a month of {n} rows, {} ms a page: one invoke stream {:.2} s, backfill --concurrency 8 {:.2} s: {:.1}x",
+        "a month of {n} rows, {} ms a page: one invoke stream {:.2} s; backfill --concurrency 8 with --to {:.2} s ({:.1}x), without --to {:.2} s ({:.1}x)",
         latency.as_millis(),
         stream.as_secs_f64(),
-        bf.as_secs_f64(),
-        stream.as_secs_f64() / bf.as_secs_f64()
+        timed[0].as_secs_f64(),
+        stream.as_secs_f64() / timed[0].as_secs_f64(),
+        timed[1].as_secs_f64(),
+        stream.as_secs_f64() / timed[1].as_secs_f64()
     );
 }
 

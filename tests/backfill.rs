@@ -28,6 +28,7 @@ on_both_backends!(
     a_commit_refuses_parts_that_do_not_tile_the_plan,
     parts_lose_no_row_on_their_edges_with_an_updated_after_api,
     after_a_backfill_the_next_run_and_audit_write_nothing_again,
+    a_backfill_without_to_is_sliced_up_to_the_planning_time,
 );
 
 /// 10 days of users, one every 2 hours from 2024-01-01.
@@ -707,4 +708,43 @@ async fn after_a_backfill_the_next_run_and_audit_write_nothing_again(kind: Kind)
         (0, 0),
         "no false lateness: {a:?}"
     );
+}
+
+/// Leaving `to` out costs nothing: the range is sliced up to the planning time, and only
+/// the last slice is open (issue 20, 6).
+async fn a_backfill_without_to_is_sliced_up_to_the_planning_time(kind: Kind) {
+    let env = Env::new(kind).await;
+    let api = fixture::records_api(records(), Paging::LinkHeader(7));
+    let (src, settings) = sliced(&env, &api.url("/users"));
+    let engine = engine(&env, &src, &settings);
+    let open = BackfillStart {
+        from: "2024-01-01T00:00:00Z".into(),
+        to: None,
+        slice_hours: Some(24.0 * 60.0),
+        max_concurrency: None,
+    };
+    let inv = Invocation::new("plan", None);
+    let planned = engine.backfill_plan(&open, &inv).await.unwrap();
+    let slices: Vec<SliceTask> = serde_json::from_slice(&env.get(&planned.key).await).unwrap();
+    assert!(
+        slices.len() > 10,
+        "sliced up to now: {} slices",
+        slices.len()
+    );
+    assert!(slices[..slices.len() - 1].iter().all(|s| s.until.is_some()));
+    assert_eq!(slices.last().unwrap().until, None, "the top slice is open");
+    assert_eq!(slices[1].since, "2024-03-01T00:00:00Z");
+    let s = engine
+        .backfill(&open, &Invocation::new("run", None), 8, |_, _, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    let ids: std::collections::HashSet<String> = env
+        .lines(&s.objects)
+        .await
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 120);
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-10T22:00:00Z"));
 }

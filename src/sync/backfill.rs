@@ -188,20 +188,27 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             part: 0,
             read_from: None,
         };
-        // Without an upper bound the API can only be read to its end: one slice.
-        let slices = match (to, self.source.bounded()) {
-            (Some(to), true) => {
-                let step = TimeDelta::seconds(((hours * 3600.0) as i64).max(60));
-                let mut out = Vec::new();
-                let mut at = from;
-                while at < to {
-                    let end = (at + step).min(to);
-                    out.push(task(at, Some(end)));
-                    at = end;
-                }
-                out
+        // An API without an upper bound can only be read to its end: one slice. Without
+        // `to`, the range is sliced up to the planning time and the last slice is left open
+        // (read to the end, as a run's top slice is), so that leaving `to` out costs nothing.
+        let slices = if self.source.bounded() {
+            let end = to.unwrap_or_else(|| now.trunc_subsecs(0)).max(from);
+            let step = TimeDelta::seconds(((hours * 3600.0) as i64).max(60));
+            let mut out = Vec::new();
+            let mut at = from;
+            while at < end {
+                let next = (at + step).min(end);
+                out.push(task(at, Some(next)));
+                at = next;
             }
-            _ => vec![task(from, None)],
+            match (to, out.last_mut()) {
+                (None, Some(last)) => last.until = None,
+                (None, None) => out.push(task(from, None)),
+                _ => {}
+            }
+            out
+        } else {
+            vec![task(from, None)]
         };
         BackfillPlan {
             backfill_id: id.to_string(),
