@@ -25,6 +25,7 @@ on_both_backends!(
     dry_run_writes_and_checkpoints_nothing,
     failure_mid_run_keeps_the_cursor,
     a_page_read_again_after_its_body_broke_is_no_disorder,
+    an_audit_that_meets_a_running_sync_fails_to_be_retried,
 );
 
 // Every scenario again with the output compressed, gzip and zstd, on both backends.
@@ -1237,4 +1238,51 @@ async fn a_page_read_again_after_its_body_broke_is_no_disorder(kind: Kind) {
         cursor.is_some_and(|c| c >= ts("2024-01-15T00:39:00Z")),
         "the cursor moved over what was written in order: {cursor:?}"
     );
+}
+
+/// A scheduled run that meets another run's lease is `skipped` (the next tick makes it
+/// good); an audit fails with `StateBusy`, so that Lambda retries it instead of that day's
+/// audit silently not happening (issue 20, 8).
+async fn an_audit_that_meets_a_running_sync_fails_to_be_retried(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-15T10:00:00Z").await;
+    let api = fixture::records_api(vec![user("a", "2024-01-15T09:00:00Z")], Paging::None);
+    let src = source(&api.url("/x"));
+    let seen = env.state().await;
+    let lease = Lease {
+        owner: "running-sync".into(),
+        expires_at: Utc::now() + TimeDelta::minutes(5),
+    };
+    let plan = Plan {
+        version: seen.version,
+        since: None,
+        until: Utc::now(),
+    };
+    assert!(
+        env.state
+            .try_lease(&env.sync_id, &seen, &lease, &plan)
+            .await
+            .unwrap()
+    );
+    let s = env.scheduled(&src).await;
+    assert_eq!(s.status, Status::Skipped, "{s:?}");
+    let audit = RunRequest {
+        audit: true,
+        ..manual()
+    };
+    let err = env
+        .run_with(&src, &env.settings(), &audit)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "StateBusy", "{err}");
+    assert!(err.to_string().contains("running-sync"), "{err}");
+    assert!(api.requests().is_empty(), "nothing was read");
+    // Once the sync is done, the retried audit runs.
+    env.state
+        .release(&env.sync_id, "running-sync")
+        .await
+        .unwrap();
+    let s = env.run_with(&src, &env.settings(), &audit).await.unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(s.counts.records_fetched, 1);
 }

@@ -518,9 +518,19 @@ fn an_audit_runs_on_its_own_schedule_and_pages_when_the_buffer_missed_rows() {
         ev["Properties"]["State"],
         serde_json::json!({"Fn::If": ["AuditOn", "ENABLED", "DISABLED"]})
     );
+    // Staggered: the daily audit at minute 7, between two runs on the quarter hour (an
+    // audit that meets a run fails with StateBusy and is retried; see the scenario).
     assert_eq!(
         t["Parameters"]["AuditScheduleExpression"]["Default"],
-        "rate(1 day)"
+        "cron(7 3 * * ? *)"
+    );
+    assert_eq!(
+        t["Parameters"]["ScheduleExpression"]["Default"],
+        "cron(0/15 * * * ? *)"
+    );
+    assert_eq!(
+        r["SyncFunction"]["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"], 2,
+        "a busy audit is retried"
     );
     assert_eq!(t["Parameters"]["AuditScheduleEnabled"]["Default"], "true");
     let vars = &r["SyncFunction"]["Properties"]["Environment"]["Variables"];

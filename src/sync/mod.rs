@@ -7,7 +7,8 @@
 //! Guarantees of one run:
 //! * a run that writes first takes the lease on the state ([`crate::state::acquire`]); a live
 //!   lease of another run, or a checkpoint already taken by this very invocation, makes it
-//!   `skipped` before anything is fetched;
+//!   `skipped` before anything is fetched — except an audit, which fails with `StateBusy` on
+//!   a live lease, so that it is retried rather than silently not done that day;
 //! * the cursor only moves by a checkpoint, taken after every data object and the manifest
 //!   are durable, fenced on the state version the run loaded and on its lease;
 //! * the new cursor is the greatest `updatedAt` durably in the lake from this window —
@@ -173,6 +174,14 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                     lease.owner,
                     window::format_millis(lease.expires_at)
                 );
+                if req.audit {
+                    // A skipped scheduled run is made good by the next tick; a skipped
+                    // audit would not happen that day at all. An error is retried (Lambda
+                    // retries an asynchronous invocation twice, then the dead-letter queue).
+                    return Err(crate::error::Error::Busy {
+                        message: format!("{reason}: the audit did not run; retry it later"),
+                    });
+                }
                 info!(sync_id = %sync_id, reason = %reason, "run skipped");
                 Ok(self.skipped(req, inv, &state, buffer, reason, clock))
             }
