@@ -6,6 +6,8 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::SubsecRound;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -26,6 +28,7 @@ on_both_backends!(
     failure_mid_run_keeps_the_cursor,
     a_page_read_again_after_its_body_broke_is_no_disorder,
     an_audit_that_meets_a_running_sync_fails_to_be_retried,
+    a_partial_manual_replay_says_how_to_finish_it,
 );
 
 // Every scenario again with the output compressed, gzip and zstd, on both backends.
@@ -1285,4 +1288,82 @@ async fn an_audit_that_meets_a_running_sync_fails_to_be_retried(kind: Kind) {
     let s = env.run_with(&src, &env.settings(), &audit).await.unwrap();
     assert_eq!(s.status, Status::Completed, "{s:?}");
     assert_eq!(s.counts.records_fetched, 1);
+}
+
+/// A manual replay that stops at the deadline below the stored cursor is not continued by
+/// the scheduled runs (they go on from the stored cursor): its summary says so, and names
+/// the override that finishes it; invoked with it, every row lands (issue 20, 7).
+async fn a_partial_manual_replay_says_how_to_finish_it(kind: Kind) {
+    let env = Env::new(kind).await;
+    seed(&env, "2024-01-20T00:00:00Z").await;
+    let records: Vec<Value> = (0..300)
+        .map(|i| {
+            let t = ts("2024-01-15T02:00:00Z") + TimeDelta::minutes(i);
+            user(&format!("r{i:03}"), &replay_sync::window::format_ts(t))
+        })
+        .collect();
+    let slow = Arc::new(AtomicBool::new(true));
+    let s2 = slow.clone();
+    let api = FixtureApi::start(move |req, _| {
+        let page = fixture::records_page(&records, Paging::LinkHeader(10), req);
+        let n: u32 = req.param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        if s2.load(Ordering::SeqCst) && n > 4 {
+            page.delayed(std::time::Duration::from_secs(30))
+        } else {
+            page
+        }
+    });
+    let src = source(&api.url("/x"));
+    let replay = |at: &str| RunRequest {
+        state_override: Some(ts(at)),
+        ..manual()
+    };
+    let short =
+        replay_sync::sync::Invocation::new("short", Some(std::time::Duration::from_millis(1500)));
+    let s = env
+        .run_as(
+            &env.state,
+            &src,
+            &env.settings(),
+            &replay("2024-01-15T04:00:00Z"),
+            &short,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Partial, "{s:?}");
+    assert_eq!(s.counts.records_written, 40, "{s:?}");
+    let reason = s.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("not continued by the scheduled runs"),
+        "{reason}"
+    );
+    // The override whose window (2 h before it) starts where the replay got.
+    let hint = r#"{"state_override": {"last_timestamp": "2024-01-15T04:39:00Z"}}"#;
+    assert!(reason.contains(hint), "{reason}");
+    assert_eq!(
+        env.cursor_version().await,
+        (Some(ts("2024-01-20T00:00:00Z")), 2),
+        "the cursor never moves back"
+    );
+    // Invoked as the summary says, the replay finishes.
+    slow.store(false, Ordering::SeqCst);
+    let s = env
+        .run_with(&src, &env.settings(), &replay("2024-01-15T04:39:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(s.reason, None);
+    let keys: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".jsonl") && !k.contains("/_"))
+        .collect();
+    let ids: std::collections::HashSet<String> = env
+        .lines(&keys)
+        .await
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 300, "every row of the replay landed");
 }

@@ -25,6 +25,7 @@ on_both_backends!(
     a_deadline_with_slices_half_done_then_the_next_run_reads_only_the_holes,
     an_audit_reads_the_ranges_recorded_as_done,
     raising_the_buffer_reads_again_what_a_shorter_one_marked_done,
+    a_window_that_starts_in_the_future_reads_what_one_stream_would,
     rows_on_edges_are_never_lost_whichever_way_the_api_reads_its_bounds,
 );
 
@@ -461,4 +462,31 @@ async fn raising_the_buffer_reads_again_what_a_shorter_one_marked_done(kind: Kin
     );
     assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T23:00:00Z"));
     assert!(env.state().await.done.spans.is_empty());
+}
+
+/// A replay from a cursor after the run's start (a window that starts in the future) reads
+/// in slices what one stream reads: the rows stamped since then (issue 20, 7).
+async fn a_window_that_starts_in_the_future_reads_what_one_stream_would(kind: Kind) {
+    for n in [1, 4] {
+        let env = Env::new(kind).await;
+        let records = vec![
+            user("past", "2024-01-15T11:00:00Z"),
+            user("future", "2031-01-01T00:00:00Z"),
+        ];
+        let api = fixture::records_api(records, Paging::LinkHeader(10));
+        let (src, settings) = sliced(&env, &api.url("/x"), n);
+        let replay = RunRequest {
+            state_override: Some(ts("2030-01-01T02:00:00Z")),
+            trigger: replay_sync::event::Trigger::Manual,
+            ..RunRequest::scheduled()
+        };
+        let inv = started_at("2024-01-15T12:00:00Z", None);
+        let s = env
+            .run_as(&env.state, &src, &settings, &replay, &inv)
+            .await
+            .unwrap();
+        assert_eq!(s.status, Status::Completed, "{n} slice(s): {s:?}");
+        assert_eq!(s.counts.records_written, 1, "{n} slice(s): {s:?}");
+        assert!(lines_per_id(&env).await.contains_key("future"));
+    }
 }

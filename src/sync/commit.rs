@@ -50,6 +50,15 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
             Status::Completed
         };
         summary.reason = f.reason.clone();
+        if f.stopped_early
+            && let Some(more) = unfinished_replay(job, f.durable_max, self.settings)
+        {
+            let why = summary.reason.get_or_insert_with(String::new);
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str(&more);
+        }
         summary.run_id = job.run_id.clone();
         summary.started_at = f.synced_at.clone();
         summary.since = fmt(job.since);
@@ -211,4 +220,39 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> super::Engine<'_, S
         let key = format!("{sync_id}/_manifests/{}.json", job.run_id);
         put_once(self.sink, &key, body.into(), format::JSON).await
     }
+}
+
+/// What an operator must know when a manual replay stops early below what the next run
+/// reads: the scheduled runs go on from the stored cursor, not from where the replay got, so
+/// they will not finish it — and the event that does (`None` when they will: a rewind, whose
+/// cursor moved back to where it got, or a replay that reached the next run's window).
+fn unfinished_replay(
+    job: &Job<'_>,
+    durable_max: Option<DateTime<Utc>>,
+    settings: &super::Settings,
+) -> Option<String> {
+    let req = job.req;
+    let over = req.state_override?;
+    let next_run = window::since(job.stored.cursor, settings.buffer);
+    if req.rewind || next_run.is_none_or(|n| durable_max.is_some_and(|d| d >= n)) {
+        return None;
+    }
+    // The override whose window starts where this replay got (the same one when nothing
+    // is known to be durable in order).
+    let buffer = settings.window(req);
+    let from = durable_max.map_or(over, |d| (d + buffer).max(over));
+    let buffer_hours = req
+        .buffer
+        .map(|b| {
+            format!(
+                ", \"buffer_hours\": {}",
+                b.num_milliseconds() as f64 / 3_600_000.0
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "this manual replay is not continued by the scheduled runs (they go on from the stored cursor {}): to finish it, invoke again with {{\"state_override\": {{\"last_timestamp\": \"{}\"}}{buffer_hours}}}",
+        fmt(job.stored.cursor).unwrap_or_else(|| "(none)".into()),
+        window::format_ts(from)
+    ))
 }

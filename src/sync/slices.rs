@@ -91,8 +91,10 @@ impl Table {
         n: usize,
     ) -> Table {
         let mut t = Table { slices: Vec::new() };
-        let Some(start) = since else {
-            t.push(None, until, Status::Waiting);
+        let Some(start) = since.filter(|s| *s < until) else {
+            // A full sync, or a window that starts after the run did (an override in the
+            // future): one open slice, read as one stream would read it.
+            t.push(since, until.max(since.unwrap_or(until)), Status::Waiting);
             t.slices[0].open = true;
             return t;
         };
@@ -545,6 +547,10 @@ mod tests {
             1
         );
         assert_eq!(Table::new(None, b, &[], 8).slices.len(), 1);
+        // A window that starts after the run did: one open slice from its start.
+        let future = Table::new(Some(b), a, &[], 8);
+        assert_eq!(future.slices.len(), 1);
+        assert_eq!(future.range(0), (Some(b), None));
     }
 
     #[test]
