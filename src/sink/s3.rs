@@ -90,6 +90,15 @@ impl Sink for S3Sink {
         {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // S3 answers a GET of a missing key with 403 to a caller it does not let list the
+            // bucket (as it may judge a prefix-limited s3:ListBucket): ask the listing, which
+            // the function may read for its prefix, whether the key is there.
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(403) => {
+                return match self.listed(key).await {
+                    Some(false) => Ok(None),
+                    _ => Err(self.failed(key, e)),
+                };
+            }
             Err(e) => return Err(self.failed(key, e)),
         };
         let body = out.body.collect().await.map_err(|e| {
@@ -105,6 +114,20 @@ impl Sink for S3Sink {
 const CONFLICT_ATTEMPTS: u64 = 5;
 
 impl S3Sink {
+    /// Whether the listing of the bucket shows `key` (`None`: it could not be listed).
+    async fn listed(&self, key: &str) -> Option<bool> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await
+            .ok()?;
+        Some(out.contents().iter().any(|o| o.key() == Some(key)))
+    }
+
     /// The error of a failed call, classified here where the SDK answered: what to fix comes
     /// first, the SDK's own account after it.
     fn failed<E, R>(&self, key: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> Error
@@ -118,7 +141,7 @@ impl S3Sink {
         let cause = Cause::of(code, dispatch);
         let hint = cause.hint(
             "OUTPUT",
-            "s3:PutObject and s3:GetObject on the output prefix",
+            "s3:PutObject and s3:GetObject on the output prefix, and s3:ListBucket on the bucket for that prefix (without it S3 answers a GET of a missing key with 403)",
         );
         Error::sink(
             format!("s3://{}/{key}", self.bucket),
