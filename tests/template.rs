@@ -110,6 +110,7 @@ fn function_is_least_privilege_and_sized_by_parameters() {
             "dynamodb:GetItem",
             "dynamodb:UpdateItem",
             "s3:GetObject",
+            "s3:ListBucket",
             "s3:PutObject",
             "sqs:SendMessage"
         ]
@@ -124,6 +125,20 @@ fn function_is_least_privilege_and_sized_by_parameters() {
             assert_eq!(
                 resource, r#"{"Fn::GetAtt":["DeadLetterQueue","Arn"]}"#,
                 "{action}"
+            );
+        } else if action == "s3:ListBucket" {
+            // The bucket, only for listings of the sync's prefix (tests/iam.rs reads it).
+            assert_eq!(
+                resource, r#"{"Fn::GetAtt":["OutputBucket","Arn"]}"#,
+                "{action}"
+            );
+            let list = statements
+                .iter()
+                .find(|s| s["Action"][0] == "s3:ListBucket")
+                .unwrap();
+            assert_eq!(
+                list["Condition"]["StringLike"]["s3:prefix"]["Fn::Sub"],
+                "${OutputPrefix}/*"
             );
         } else {
             assert!(
