@@ -31,6 +31,18 @@ on_both_backends!(
     a_backfill_without_to_is_sliced_up_to_the_planning_time,
 );
 
+// The backfill steps again as the function in a moto that enforces IAM (the template's
+// grants only).
+on_aws_with_iam_enforced!(
+    the_steps_commit_once_every_slice_is_durable,
+    a_backfill_after_the_cursor_leaves_it,
+    a_slice_that_reaches_the_deadline_goes_on_in_its_next_part,
+    a_commit_refuses_parts_that_do_not_tile_the_plan,
+    parts_lose_no_row_on_their_edges_with_an_updated_after_api,
+    after_a_backfill_the_next_run_and_audit_write_nothing_again,
+    a_backfill_without_to_is_sliced_up_to_the_planning_time,
+);
+
 /// 10 days of users, one every 2 hours from 2024-01-01.
 fn records() -> Vec<Value> {
     (0..120)

@@ -52,6 +52,33 @@ on_both_backends_compressed!(
     a_quiet_run_reuses_the_fingerprint_set,
 );
 
+// The suite once more against a moto that enforces IAM, as a principal holding exactly the
+// template's grants to the function: a call the template does not grant fails with 403.
+on_aws_with_iam_enforced!(
+    compressed_objects_are_what_their_names_and_types_say,
+    full_sync_lands_every_playground_user,
+    second_run_sends_the_buffered_since,
+    since_on_the_wire_is_the_seed_example,
+    dry_run_writes_and_checkpoints_nothing,
+    failure_mid_run_keeps_the_cursor,
+    a_page_read_again_after_its_body_broke_is_no_disorder,
+    an_audit_that_meets_a_running_sync_fails_to_be_retried,
+    a_partial_manual_replay_says_how_to_finish_it,
+    lost_checkpoint_race_is_a_conflict,
+    checkpoint_is_fenced_on_version_and_lease,
+    override_replays_without_moving_the_cursor_back,
+    rewind_moves_the_cursor_back,
+    bad_records_are_rejected_not_dropped,
+    future_records_are_written_but_the_cursor_is_clamped,
+    batches_are_bounded_and_deduplicated,
+    failed_checkpoint_then_retry_rewrites_the_same_keys,
+    nothing_fetched_leaves_the_cursor,
+    out_of_order_records_hold_the_cursor_when_stopping_early,
+    stale_replica_versions_are_counted_not_written,
+    objects_are_durable_before_the_manifest_and_the_checkpoint,
+    a_quiet_run_reuses_the_fingerprint_set,
+);
+
 mod sliced {
     use super::*;
     on_both_backends_and_sliced!(

@@ -83,6 +83,22 @@ macro_rules! on_both_backends_compressed {
     };
 }
 
+/// The scenarios again on DynamoDB + S3 in a moto that enforces IAM, as a principal holding
+/// exactly the template's grants to the function (`aws_iam::<test>`): see [`iam_enforced`].
+#[allow(unused_macros)]
+macro_rules! on_aws_with_iam_enforced {
+    ($($name:ident),* $(,)?) => {
+        mod aws_iam {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::common::iam_enforced(super::$name(super::Kind::Aws)).await
+                }
+            )*
+        }
+    };
+}
+
 pub mod fixture;
 pub mod peers;
 pub mod replica;
@@ -140,24 +156,51 @@ pub enum Lake {
     },
 }
 
+/// The tests' own view of moto (set-up, reads): the shared server, or — in a test run
+/// [`iam_enforced`] — the IAM-enforced one as its `admin`.
 pub fn moto_sdk_config() -> aws_config::SdkConfig {
-    let endpoint = peers::moto().url();
+    if iam() {
+        let m = peers::moto_iam();
+        sdk_config(m.peer.url(), &m.admin)
+    } else {
+        sdk_config(peers::moto().url(), &("test".into(), "test".into()))
+    }
+}
+
+/// What the function itself uses: in a test run [`iam_enforced`], the `function` user that
+/// holds exactly the template's grants; else as [`moto_sdk_config`].
+pub fn function_sdk_config() -> aws_config::SdkConfig {
+    if iam() {
+        let m = peers::moto_iam();
+        sdk_config(m.peer.url(), &m.function)
+    } else {
+        moto_sdk_config()
+    }
+}
+
+fn sdk_config(endpoint: String, (key, secret): &(String, String)) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"),
+            aws_sdk_dynamodb::config::Credentials::new(key, secret, None, None, "tests"),
         ))
         .build()
 }
 
-/// The environment that points a `replay-sync` process at moto.
+/// The environment that points a `replay-sync` process at moto (as the function).
 pub fn moto_env() -> Vec<(&'static str, String)> {
+    let (url, (key, secret)) = if iam() {
+        let m = peers::moto_iam();
+        (m.peer.url(), m.function.clone())
+    } else {
+        (peers::moto().url(), ("test".into(), "test".into()))
+    };
     vec![
-        ("AWS_ENDPOINT_URL", peers::moto().url()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_ENDPOINT_URL", url),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
         ("AWS_REGION", "us-east-1".into()),
     ]
 }
@@ -241,10 +284,20 @@ impl Env {
                     ("OUTPUT", format!("s3://{bucket}/raw/api")),
                     ("SYNC_ID", sync_id.clone()),
                 ]);
+                // The function's own clients (the template's grants only, under IAM).
+                let function = function_sdk_config();
+                let s3 = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&function)
+                        .force_path_style(true)
+                        .build(),
+                );
                 Env {
                     kind,
-                    state: AnyState::DynamoDb(DynamoStateStore::new(dynamodb_client(), &table)),
-                    sink: AnySink::S3(S3Sink::new(s3_client(), &bucket, "raw/api")),
+                    state: AnyState::DynamoDb(DynamoStateStore::new(
+                        aws_sdk_dynamodb::Client::new(&function),
+                        &table,
+                    )),
+                    sink: AnySink::S3(S3Sink::new(s3, &bucket, "raw/api")),
                     lake: Lake::S3 {
                         client: s3_client(),
                         bucket,
@@ -542,9 +595,26 @@ impl Lake {
 }
 
 thread_local! {
+    static IAM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static SLICES: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
     static COMPRESSION: std::cell::Cell<replay_sync::format::Format> =
         const { std::cell::Cell::new(replay_sync::format::Format::Jsonl) };
+}
+
+/// Whether the test running on this thread talks to the IAM-enforced moto ([`iam_enforced`]).
+pub fn iam() -> bool {
+    IAM.with(|c| c.get())
+}
+
+/// Runs `test` against a moto that enforces IAM, the engine acting as a principal that holds
+/// exactly the statements `template.yaml` gives the function (read from the template as the
+/// SAM translator gives it to CloudFormation): a call the template does not grant fails the
+/// test with 403, as it would fail in a real account.
+pub async fn iam_enforced<F: std::future::Future>(test: F) -> F::Output {
+    IAM.with(|c| c.set(true));
+    let out = test.await;
+    IAM.with(|c| c.set(false));
+    out
 }
 
 /// `OUTPUT_COMPRESSION` of the test running on this thread (set by [`compressed`]).

@@ -212,6 +212,50 @@ pub fn moto() -> &'static Peer {
     })
 }
 
+/// A second moto server with IAM enforced (`tests/iam/principal.py`): the access keys of an
+/// `admin` user (set-up and reads) and of a `function` user holding exactly the statements
+/// `template.yaml` gives the sync function.
+pub struct MotoIam {
+    pub peer: Peer,
+    pub admin: (String, String),
+    pub function: (String, String),
+}
+
+pub fn moto_iam() -> &'static MotoIam {
+    static MOTO_IAM: OnceLock<MotoIam> = OnceLock::new();
+    MOTO_IAM.get_or_init(|| {
+        let peer = Peer::start(
+            "moto-iam",
+            venv_bin("moto_server"),
+            &["-H", "127.0.0.1", "-p", "{port}"],
+            "/moto-api/",
+        );
+        let out = Command::new(venv_bin("python"))
+            .arg(project_dir().join("tests/iam/principal.py"))
+            .arg(peer.url())
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("run tests/iam/principal.py");
+        assert!(
+            out.status.success(),
+            "tests/iam/principal.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let keys: serde_json::Value = serde_json::from_slice(&out.stdout).expect("keys JSON");
+        let pair = |who: &str| {
+            (
+                keys[who]["key"].as_str().unwrap().to_string(),
+                keys[who]["secret"].as_str().unwrap().to_string(),
+            )
+        };
+        MotoIam {
+            admin: pair("admin"),
+            function: pair("function"),
+            peer,
+        }
+    })
+}
+
 /// The seed's API, shared by the tests of this binary. It serves random users, fixed for the
 /// life of the process.
 pub fn playground() -> &'static Peer {
