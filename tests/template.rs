@@ -92,10 +92,16 @@ fn function_is_least_privilege_and_sized_by_parameters() {
     let mem = &t["Parameters"]["MemorySize"];
     assert_eq!(mem["Default"], 256, "{mem}");
 
-    // Only inline statements: no Crud/Write policy templates, no managed policies.
-    let policies = p["Policies"].as_array().unwrap();
+    // Its own role (not SAM's: see the_function_role_gets_vpc_access_only_with_a_vpc), with
+    // inline statements only: no Crud/Write policy templates.
+    assert_eq!(p["Role"]["Fn::GetAtt"][0], "SyncFunctionRole");
+    assert!(p.get("Policies").is_none());
+    let role = &t["Resources"]["SyncFunctionRole"]["Properties"];
+    let policies = role["Policies"].as_array().unwrap();
     assert_eq!(policies.len(), 1);
-    let statements = policies[0]["Statement"].as_array().unwrap();
+    let statements = policies[0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
     let mut grants = Vec::new();
     for s in statements {
         assert_eq!(s["Effect"], "Allow");
@@ -232,11 +238,24 @@ fn secret_access_only_with_a_secret_and_only_to_it() {
     assert_eq!(p["Condition"], "HasAuthSecret");
     assert_eq!(p["Properties"]["Roles"][0]["Ref"], "SyncFunctionRole");
     let st = &p["Properties"]["PolicyDocument"]["Statement"];
-    assert_eq!(st.as_array().unwrap().len(), 1);
+    assert_eq!(st.as_array().unwrap().len(), 2);
     assert_eq!(st[0]["Action"], "secretsmanager:GetSecretValue");
     assert_eq!(st[0]["Resource"]["Ref"], "ApiAuthSecretArn");
     let cond = t["Conditions"]["HasAuthSecret"].to_string();
     assert!(cond.contains("ApiAuthSecretArn"), "{cond}");
+    // A secret under a customer-managed key: kms:Decrypt on that key, via Secrets Manager
+    // only, and only when the key is given (issue 20, 10).
+    let kms = &st[1]["Fn::If"];
+    assert_eq!(kms[0], "HasSecretKey");
+    assert_eq!(kms[1]["Action"], "kms:Decrypt");
+    assert_eq!(kms[1]["Resource"]["Ref"], "ApiAuthSecretKmsKeyArn");
+    assert!(
+        kms[1]["Condition"]["StringEquals"]["kms:ViaService"]
+            .to_string()
+            .contains("secretsmanager.${AWS::Region}")
+    );
+    assert_eq!(kms[2]["Ref"], "AWS::NoValue");
+    assert_eq!(t["Parameters"]["ApiAuthSecretKmsKeyArn"]["Default"], "");
 }
 
 #[test]
@@ -445,7 +464,8 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
         }
         if actions.contains("states:") {
             assert!(
-                resource.contains("${AWS::StackName}-backfill"),
+                resource.contains("replay-sync-backfill-${Id}")
+                    && resource.contains("AWS::StackId"),
                 "its own only: {s}"
             );
         }
@@ -454,6 +474,12 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
         t["Outputs"]["BackfillStateMachineArn"]["Value"]["Ref"],
         "BackfillStateMachine"
     );
+    // Named from the stack's id, so that a stack name of any length (up to 128) fits the
+    // 80 characters of a state machine's name: "replay-sync-backfill-" and a UUID is 57.
+    let name = &r["BackfillStateMachine"]["Properties"]["StateMachineName"]["Fn::Join"];
+    assert_eq!(name[1][0], "replay-sync-backfill");
+    assert!(name[1][1].to_string().contains("AWS::StackId"), "{name}");
+    assert!("replay-sync-backfill-".len() + 36 <= 80);
 }
 
 #[test]
@@ -555,4 +581,38 @@ fn an_audit_runs_on_its_own_schedule_and_pages_when_the_buffer_missed_rows() {
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
     assert_eq!(alarm["Threshold"], 0);
     assert_eq!(alarm["AlarmActions"][0]["Ref"], "AlarmTopic");
+}
+
+/// As CloudFormation sees it (the SAM translator's output): the function's role gets
+/// network-interface rights only when it is placed in a VPC (issue 20, 10: SAM attached
+/// AWSLambdaVPCAccessExecutionRole to every deployment); an access log only with a bucket.
+#[test]
+fn the_function_role_gets_vpc_access_only_with_a_vpc() {
+    let managed = |params: &str| -> Vec<String> {
+        let out = tool("python", &["tests/iam/policy.py", params]);
+        assert!(ok(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["managed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(managed("{}"), ["AWSLambdaBasicExecutionRole"]);
+    assert_eq!(
+        managed(r#"{"VpcSubnetIds": "subnet-1,subnet-2", "VpcSecurityGroupIds": "sg-1"}"#),
+        [
+            "AWSLambdaBasicExecutionRole",
+            "AWSLambdaVPCAccessExecutionRole"
+        ]
+    );
+    let t = template();
+    let logging = &t["Resources"]["OutputBucket"]["Properties"]["LoggingConfiguration"]["Fn::If"];
+    assert_eq!(logging[0], "HasAccessLog");
+    assert_eq!(
+        logging[1]["DestinationBucketName"]["Ref"],
+        "AccessLogBucket"
+    );
+    assert_eq!(t["Parameters"]["AccessLogBucket"]["Default"], "");
 }
