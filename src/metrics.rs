@@ -1,6 +1,8 @@
 //! The run summary as CloudWatch metrics, in the Embedded Metric Format: one JSON line that
 //! CloudWatch Logs turns into metrics (namespace `ReplaySync`), with the sync id as the
-//! dimension (and the sync id with the status, to count runs by outcome).
+//! dimension (and the sync id with the status, to count runs by outcome) — and, deployed,
+//! the stack (`STACK_NAME`, set by the template) before it, so that two stacks syncing the
+//! same sync id never share metrics nor keep each other's alarms green.
 //!
 //! In Lambda the line goes to stdout; the local mode writes it to stderr with the logs, so
 //! that stdout carries the summary alone.
@@ -11,10 +13,13 @@ use crate::sync::RunSummary;
 
 pub const NAMESPACE: &str = "ReplaySync";
 
+/// The variable naming the stack, whose value becomes the `Stack` dimension.
+pub const STACK_VAR: &str = "STACK_NAME";
+
 /// `(metric name, unit, value)` for a summary.
 pub fn values(s: &RunSummary) -> Vec<(&'static str, &'static str, f64)> {
     let buffer_s = s.buffer_hours * 3600.0;
-    vec![
+    let mut v = vec![
         ("Runs", "Count", 1.0),
         ("RecordsFetched", "Count", s.counts.records_fetched as f64),
         ("RecordsWritten", "Count", s.counts.records_written as f64),
@@ -49,18 +54,35 @@ pub fn values(s: &RunSummary) -> Vec<(&'static str, &'static str, f64)> {
             s.counts.max_missed_lateness_seconds,
         ),
         ("DurationMs", "Milliseconds", s.duration_ms as f64),
-    ]
+    ];
+    // How far the stored cursor lags the run's start: it grows while runs return `partial`
+    // (or fail) without moving it, which the run counts alone would not show.
+    if let Some(age) = cursor_age_seconds(s) {
+        v.push(("CursorAgeSeconds", "Seconds", age));
+    }
+    v
 }
 
-/// The EMF document for `s`, stamped `timestamp_ms`.
-pub fn emf(s: &RunSummary, timestamp_ms: i64) -> Value {
+/// The run's start less the stored cursor, in seconds (none without a cursor).
+fn cursor_age_seconds(s: &RunSummary) -> Option<f64> {
+    let cursor = crate::window::parse_ts(s.new_cursor.as_deref()?)?;
+    let start = crate::window::parse_ts(&s.started_at)?;
+    Some(((start - cursor).num_milliseconds() as f64 / 1000.0).max(0.0))
+}
+
+/// The EMF document for `s`, stamped `timestamp_ms`, of the stack `stack` if deployed.
+pub fn emf(s: &RunSummary, timestamp_ms: i64, stack: Option<&str>) -> Value {
     let values = values(s);
+    let dimensions = match stack {
+        Some(_) => json!([["Stack", "SyncId"], ["Stack", "SyncId", "Status"]]),
+        None => json!([["SyncId"], ["SyncId", "Status"]]),
+    };
     let mut doc = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["SyncId"], ["SyncId", "Status"]],
+                "Dimensions": dimensions,
                 "Metrics": values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         },
@@ -68,13 +90,50 @@ pub fn emf(s: &RunSummary, timestamp_ms: i64) -> Value {
         "Status": s.status.as_str(),
         "RunId": s.run_id,
     });
+    if let Some(stack) = stack {
+        doc["Stack"] = json!(stack);
+    }
     for (name, _, v) in values {
         doc[name] = json!(v);
     }
     doc
 }
 
-/// The EMF line for `s`, stamped now.
+/// The EMF line for `s`, stamped now, with the stack that `STACK_NAME` names (if any).
 pub fn emf_line(s: &RunSummary) -> String {
-    emf(s, chrono::Utc::now().timestamp_millis()).to_string()
+    let stack = std::env::var(STACK_VAR).ok().filter(|v| !v.is_empty());
+    emf(s, chrono::Utc::now().timestamp_millis(), stack.as_deref()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::RunRequest;
+
+    #[test]
+    fn the_stack_is_a_dimension_and_the_cursor_age_a_metric() {
+        let mut s = RunSummary::new(
+            "user",
+            &RunRequest::scheduled(),
+            chrono::TimeDelta::hours(2),
+        );
+        s.started_at = "2024-01-15T12:00:00.000Z".into();
+        s.new_cursor = Some("2024-01-15T10:00:00Z".into());
+        let doc = emf(&s, 1, Some("lake-prod"));
+        let def = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(def["Dimensions"][0], json!(["Stack", "SyncId"]));
+        assert_eq!(def["Dimensions"][1], json!(["Stack", "SyncId", "Status"]));
+        assert_eq!(doc["Stack"], "lake-prod");
+        assert_eq!(doc["CursorAgeSeconds"], 7200.0);
+        assert!(def["Metrics"].to_string().contains("CursorAgeSeconds"));
+        // Locally, no stack; no cursor, no age.
+        s.new_cursor = None;
+        let doc = emf(&s, 1, None);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["SyncId"])
+        );
+        assert!(doc.get("CursorAgeSeconds").is_none());
+        assert!(doc.get("Stack").is_none());
+    }
 }

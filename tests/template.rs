@@ -386,9 +386,34 @@ fn failures_are_loud() {
     assert_eq!(lateness["MetricName"], "BufferUsed");
     assert_eq!(lateness["Threshold"], 0.8);
     assert_eq!(lateness["Statistic"], "Maximum");
-    assert_eq!(lateness["Dimensions"][0]["Name"], "SyncId");
-    assert_eq!(lateness["Dimensions"][0]["Value"]["Ref"], "SyncId");
+    // Every metric alarm names the stack before the sync id (the function's EMF dimensions
+    // when STACK_NAME is set): two stacks with one sync id never share metrics (issue 20, 10).
+    for name in ["LatenessAlarm", "MissedByBufferAlarm", "CursorAgeAlarm"] {
+        let dims = &r[name]["Properties"]["Dimensions"];
+        assert_eq!(dims[0]["Name"], "Stack", "{name}");
+        assert_eq!(dims[0]["Value"]["Ref"], "AWS::StackName", "{name}");
+        assert_eq!(dims[1]["Name"], "SyncId", "{name}");
+        assert_eq!(dims[1]["Value"]["Ref"], "SyncId", "{name}");
+    }
+    for m in r["FreshnessAlarm"]["Properties"]["Metrics"]
+        .as_array()
+        .unwrap()
+    {
+        if let Some(dims) = m["MetricStat"]["Metric"]["Dimensions"].as_array() {
+            assert_eq!(dims[0]["Name"], "Stack", "{m}");
+        }
+    }
+    assert_eq!(
+        r["SyncFunction"]["Properties"]["Environment"]["Variables"]["STACK_NAME"]["Ref"],
+        "AWS::StackName"
+    );
     assert_eq!(lateness["AlarmActions"][0]["Ref"], "AlarmTopic");
+    // The cursor's age: runs that return partial without moving it page someone.
+    let age = &r["CursorAgeAlarm"]["Properties"];
+    assert_eq!(age["MetricName"], "CursorAgeSeconds");
+    assert_eq!(age["Threshold"]["Ref"], "MaxCursorAgeSeconds");
+    assert_eq!(age["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(age["AlarmActions"][0]["Ref"], "AlarmTopic");
 
     // Logs are kept for a bounded, chosen time, in the group the function writes to.
     assert_eq!(
