@@ -558,8 +558,24 @@ fn output_is_compressed_and_catalogued_for_athena() {
         assert!(text.contains("row_number() OVER"), "{text}");
         assert!(text.contains("PARTITION BY id"), "{text}");
         assert!(text.contains("WHERE rn = 1"), "{text}");
+        // Total: a timestamp Athena cannot read (a space for the T, lower case) orders last
+        // instead of failing the whole query (issue 20, 10).
+        assert!(
+            text.contains(
+                "try(from_iso8601_timestamp(replace(upper(updatedat), ' ', 'T'))) DESC NULLS LAST"
+            ),
+            "{text}"
+        );
         assert_eq!(p["WorkGroup"]["Ref"], "QueryWorkGroup");
     }
+    // The view is created in the lake's database, whatever the console has selected.
+    let view = r["LatestViewQuery"]["Properties"]["QueryString"]["Fn::Sub"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        view.contains(r#"CREATE OR REPLACE VIEW "${Db}"."${Table}_latest""#),
+        "{view}"
+    );
     let wg = &r["QueryWorkGroup"]["Properties"]["WorkGroupConfiguration"];
     assert_eq!(wg["EnforceWorkGroupConfiguration"], true);
     let out = wg["ResultConfiguration"]["OutputLocation"].to_string();
