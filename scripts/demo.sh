@@ -68,8 +68,12 @@ if [[ "$out" == file://* ]]; then
   ls -1 "$dir" "$dir/_manifests" >&2 || true
   echo "== deduplicated by id (the README's DuckDB query)" >&2
   .venv/bin/python - "$dir" <<'PY' >&2
-import sys, duckdb
-path = sys.argv[1] + "/*.jsonl"
+import glob, sys, duckdb
+# Compressed objects too (OUTPUT_COMPRESSION=gzip|zstd: .jsonl.gz, .jsonl.zst).
+path = sys.argv[1] + "/*.jsonl*"
+if not glob.glob(path):
+    print("no data objects to query (a dry run writes none)")
+    sys.exit(0)
 rows = duckdb.sql(f"""
   SELECT count(*) AS users, max("updatedAt") AS newest
   FROM (

@@ -10,8 +10,17 @@ use common::peers;
 use serde_json::Value;
 
 fn demo() -> (String, Vec<Value>) {
+    demo_with(&[], &[])
+}
+
+fn demo_with(env: &[(&str, &str)], args: &[&str]) -> (String, Vec<Value>) {
+    // Demos share the project's .replay-sync/demo/: one at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new("bash")
         .arg(peers::project_dir().join("scripts/demo.sh"))
+        .args(args)
+        .envs(env.iter().copied())
         .current_dir(peers::project_dir())
         // The binary this test build made: the script builds nothing then.
         .env("REPLAY_SYNC_BIN", env!("CARGO_BIN_EXE_replay-sync"))
@@ -50,4 +59,29 @@ fn each_demo_starts_clean_and_says_what_it_does() {
             "{users} users in this demo:\n{log}"
         );
     }
+}
+
+/// The README's own variations of the demo end in its query, not in DuckDB's "No files
+/// found": compressed output (the query reads `*.jsonl*`), and a dry run (nothing to query,
+/// said plainly) (issue 20, 11).
+#[test]
+fn the_demo_queries_compressed_output_and_says_when_a_dry_run_wrote_nothing() {
+    let (log, runs) = demo_with(&[("OUTPUT_COMPRESSION", "gzip")], &[]);
+    let users = runs[0]["records_written"].as_u64().unwrap();
+    assert!(users > 0);
+    assert!(
+        runs[0]["objects"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(".jsonl.gz"),
+        "{runs:?}"
+    );
+    assert!(log.contains(&format!("{users} distinct users")), "{log}");
+
+    let (log, runs) = demo_with(&[], &["--event", "events/dry-run.json"]);
+    assert_eq!(runs[0]["status"], "dry_run", "{runs:?}");
+    assert!(
+        log.contains("no data objects to query (a dry run writes none)"),
+        "{log}"
+    );
 }

@@ -657,3 +657,52 @@ fn the_function_role_gets_vpc_access_only_with_a_vpc() {
     );
     assert_eq!(t["Parameters"]["AccessLogBucket"]["Default"], "");
 }
+
+/// `sam local invoke SyncFunction -e events/dry-run.json --env-vars events/sam-local-env.json`
+/// (the README's command): the file sets only variables the template declares (SAM ignores
+/// others), and with them the function runs on files instead of the deployed table and
+/// bucket (issue 20, 11). Run here as the binary, with the API and the folder moved.
+#[test]
+fn the_sam_local_env_vars_file_configures_a_working_dry_run() {
+    let t = template();
+    let declared = t["Resources"]["SyncFunction"]["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(project_dir().join("events/sam-local-env.json")).unwrap(),
+    )
+    .unwrap();
+    let vars = file["SyncFunction"].as_object().unwrap();
+    for k in vars.keys() {
+        assert!(
+            declared.contains_key(k),
+            "{k} is not declared by the template"
+        );
+    }
+    assert!(vars["STATE_STORE"].as_str().unwrap().starts_with("file://"));
+    assert!(vars["OUTPUT"].as_str().unwrap().starts_with("file://"));
+
+    let api = common::fixture::records_api(
+        vec![common::fixture::user("a", "2024-01-15T10:00:00Z")],
+        common::fixture::Paging::None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay-sync"));
+    cmd.env_clear()
+        .current_dir(dir.path())
+        .args(["invoke", "--event"])
+        .arg(project_dir().join("events/dry-run.json"));
+    for (k, v) in vars {
+        let v = v
+            .as_str()
+            .unwrap()
+            .replace("/tmp/replay-sync", &dir.path().to_string_lossy());
+        let v = if k == "API_URL" { api.url("/x") } else { v };
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let s = common::summary(&out);
+    assert_eq!(s["status"], "dry_run", "{s}");
+    assert_eq!(s["records_fetched"], 1);
+}
