@@ -367,7 +367,14 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             return Ok(stored.fingerprints.clone());
         }
         let (mut set, _) = self.load_fingerprints(stored).await;
-        for key in parts.iter().filter_map(|p| p.fingerprints.as_deref()) {
+        let keep_from = window::since(new_cursor, s.remembered());
+        // Only parts with rows the next run (or audit) re-reads, one at a time, each merged
+        // then cut back to what is kept: memory stays that of one run's set.
+        let recent = parts.iter().filter(|p| {
+            let newest = p.max_updated_at.as_deref().and_then(window::parse_ts);
+            keep_from.is_none_or(|k| newest.is_some_and(|n| n >= k))
+        });
+        for key in recent.filter_map(|p| p.fingerprints.as_deref()) {
             // A part's set that cannot be read costs the next run rewrites, never a row.
             match self.sink.get(key).await? {
                 Some(bytes) => match Fingerprints::decode(&bytes) {
@@ -378,9 +385,12 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
                 },
                 None => tracing::warn!(key = %key, "a part's fingerprints are missing"),
             }
+            let from = set.covers_from();
+            set.after_run(from, None, false, keep_from, s.fingerprint_max);
         }
+        // Cut to what the next run re-reads even when no part was recent: the set must not
+        // claim to cover the rows of the parts it skipped (they all lie below `keep_from`).
         let from = set.covers_from();
-        let keep_from = window::since(new_cursor, s.remembered());
         set.after_run(from, None, false, keep_from, s.fingerprint_max);
         let rel = format!("{}/_fingerprints/{id}.bin", s.sync_id);
         Ok(Some(
