@@ -1,6 +1,9 @@
 //! Environment → typed, validated [`Config`]. Every bad variable fails start-up with one
 //! line that names it and the form it expects.
 
+mod paging;
+pub use paging::{PageSize, PagingConfig};
+
 use std::path::PathBuf;
 
 use chrono::TimeDelta;
@@ -93,6 +96,10 @@ pub struct ApiConfig {
     pub until_param: Option<String>,
     pub records_field: String,
     pub next_page_field: Option<String>,
+    /// `API_PAGINATION` and its parameters.
+    pub paging: PagingConfig,
+    /// `API_COUNTS`: the body's counts say how many rows the request has (else: ignored).
+    pub counts: bool,
     /// Per-request timeout.
     pub timeout: std::time::Duration,
     /// Attempts per request, the first included (429, 5xx, timeouts, resets are retried).
@@ -170,6 +177,8 @@ impl Config {
         }
         let records_field = get("API_RECORDS_FIELD").unwrap_or_else(|| "data".into());
         let next_page_field = get("API_NEXT_PAGE_FIELD");
+        let paging = paging::parse(&get)?;
+        let counts = paging::parse_counts(&get)?;
 
         let buffer = match get("BUFFER_HOURS") {
             None => TimeDelta::hours(2),
@@ -241,6 +250,8 @@ impl Config {
                 until_param,
                 records_field,
                 next_page_field,
+                paging,
+                counts,
                 timeout: std::time::Duration::from_secs(timeout_secs as u64),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
                 auth,

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("paging stopped at {url}: {message}")]
     Paging { url: String, message: String },
 
+    /// The API said more rows exist than the paging in force read (a count, a page count, a
+    /// `has_more` flag, a next token it does not follow): never reported as complete.
+    #[error("incomplete read at {url}: {message}")]
+    IncompleteRead { url: String, message: String },
+
     /// A transient API failure that could not be retried any more without running into the
     /// invocation's deadline.
     #[error("gave up retrying with {seconds_left} s left before the invocation deadline: {last}")]
@@ -86,6 +91,7 @@ impl Error {
             Error::Transport { .. } => "UpstreamUnreachable",
             Error::MalformedResponse { .. } => "MalformedResponse",
             Error::Paging { .. } => "PagingError",
+            Error::IncompleteRead { .. } => "IncompleteRead",
             Error::RetryBudget { last, .. } => last.kind(),
             Error::State { .. } => "StateStoreError",
             Error::Busy { .. } => "StateBusy",
@@ -131,6 +137,10 @@ impl Error {
                 message: s(message),
             },
             Error::Paging { url, message } => Error::Paging {
+                url: s(url),
+                message: s(message),
+            },
+            Error::IncompleteRead { url, message } => Error::IncompleteRead {
                 url: s(url),
                 message: s(message),
             },

@@ -13,7 +13,6 @@
 //! * Paging refuses to revisit a URL (a loop) or to leave the API's origin.
 //! * URLs in errors and logs carry no query string (it may hold credentials).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,7 +31,8 @@ use crate::error::{Error, Result};
 use crate::record::Entry;
 use crate::redact::{Secrets, url as redact};
 
-use super::paging::{link_next, next_page};
+use super::paging::complete::{self, Tally};
+use super::paging::{self, Paging, Seen, link_next};
 use crate::window;
 
 /// An excerpt of an error body is short: enough for a message, too little for a dump.
@@ -152,20 +152,22 @@ impl HttpSource {
         let _ = tx.send(last).await;
     }
 
+    /// Every page of one read, as the paging in force asks for them ([`paging::start`]);
+    /// once paging ends, the read must be complete by what the last page says
+    /// ([`complete::check`]).
     async fn read_all(
         &self,
         first: Url,
         deadline: Option<Instant>,
         tx: &mpsc::Sender<Result<Option<Part>>>,
     ) -> Result<()> {
-        let origin = first.origin();
-        let mut visited = HashSet::new();
-        let mut next = Some(first);
+        let api = &self.api;
+        let (mut url, mut pages) = paging::start(&api.paging, first, &api.url, api.counts);
+        let mut tally = Tally::default();
         let prefetch = Prefetch::default();
-        while let Some(url) = next.take() {
-            visited.insert(url.clone());
-            let (bytes, link) = retry::with_retries(self.api.max_attempts, deadline, |attempt| {
-                let page = self.read_page(&url, attempt, tx, &visited, &prefetch);
+        loop {
+            let read = retry::with_retries(api.max_attempts, deadline, |attempt| {
+                let page = self.read_page(&url, attempt, tx, pages.as_ref(), &prefetch);
                 // Every error passes here before a retry warning or the caller sees it.
                 async move {
                     match page.await {
@@ -179,24 +181,46 @@ impl HttpSource {
                 }
             })
             .await?;
-            if tx
-                .send(Ok(Some(Part::PageEnd(PageEnd {
-                    bytes,
-                    more: link.is_some(),
-                }))))
-                .await
-                .is_err()
-            {
+            let Some(read) = read else {
+                return Ok(()); // the reader is gone
+            };
+            tally.rows += read.records;
+            tally.pages += 1;
+            let seen = Seen {
+                url: &url,
+                records: read.records,
+                content: read.content,
+                link: read.link.as_deref(),
+                tail: &read.tail,
+            };
+            let next = pages.next(&seen).map_err(|e| e.scrubbed(&self.secrets))?;
+            let end = PageEnd {
+                bytes: read.bytes,
+                more: next.is_some(),
+            };
+            if tx.send(Ok(Some(Part::PageEnd(end)))).await.is_err() {
                 return Ok(()); // the reader is gone
             }
-            if let Some(n) = link {
-                next = Some(
-                    next_page(&url, &n, &origin, &visited)
-                        .map_err(|e| e.scrubbed(&self.secrets))?,
-                );
+            match next {
+                Some(n) => url = n,
+                None => {
+                    return complete::check(
+                        tally,
+                        &read.tail,
+                        pages.as_ref(),
+                        api.paging.name(),
+                        api.counts,
+                    )
+                    .map_err(|message| {
+                        Error::IncompleteRead {
+                            url: redact(&url),
+                            message,
+                        }
+                        .scrubbed(&self.secrets)
+                    });
+                }
             }
         }
-        Ok(())
     }
 
     /// The GET for `url`, with the credential.
@@ -213,11 +237,9 @@ impl HttpSource {
 
     /// Requests the next page that the `Link` header of the page at `url` names now, while
     /// this body streams in, so that the API's latency overlaps the work — only a link that
-    /// would be followed; if the body names another next page, this request is dropped.
-    fn request_early(&self, url: &Url, link: &str, visited: &HashSet<Url>, prefetch: &Prefetch) {
-        if let Ok(next) = next_page(url, link, &url.origin(), visited)
-            && next != *url
-        {
+    /// the paging would follow; if the body names another next page, this request is dropped.
+    fn request_early(&self, url: &Url, link: &str, pages: &dyn Paging, prefetch: &Prefetch) {
+        if let Some(next) = pages.early(url, link) {
             let early = self.request(&next).send();
             prefetch.put(next, tokio::spawn(early));
         }
@@ -259,15 +281,16 @@ impl HttpSource {
     }
 
     /// One attempt at one page: streams the body through the scanner, sending entries as
-    /// they complete. Returns the body size and the next-page link, if any.
+    /// they complete. Returns what the page said about what follows (`None`: the reader is
+    /// gone).
     async fn read_page(
         &self,
         url: &Url,
         attempt: u32,
         tx: &mpsc::Sender<Result<Option<Part>>>,
-        visited: &HashSet<Url>,
+        pages: &dyn Paging,
         prefetch: &Prefetch,
-    ) -> Attempt<(u64, Option<String>)> {
+    ) -> Attempt<Option<PageRead>> {
         let transport = |e: reqwest::Error| {
             // Timeouts, refused or reset connections, bodies cut short: worth another try.
             let retriable =
@@ -289,7 +312,7 @@ impl HttpSource {
         };
         // A retry reads the page from its start: say so before its rows come again.
         if attempt > 1 && tx.send(Ok(Some(Part::Restart))).await.is_err() {
-            return Attempt::Done((0, None)); // the reader is gone: stop quietly
+            return Attempt::Done(None); // the reader is gone: stop quietly
         }
         // A first attempt may find its request already sent (see `Prefetch`).
         let sent = match prefetch.take(url).filter(|_| attempt == 1) {
@@ -316,14 +339,21 @@ impl HttpSource {
         if !resp.status().is_success() {
             return self.failed_status(resp, url, attempt).await;
         }
-        let link = link_next(resp.headers());
+        let link = link_next(resp.headers()).filter(|_| pages.links());
         if let Some(n) = &link {
-            self.request_early(url, n, visited, prefetch);
+            self.request_early(url, n, pages, prefetch);
         }
-        let mut scanner =
-            PageScanner::new(&self.api.records_field, self.api.next_page_field.as_deref())
-                .with_max_value(self.api.max_record_bytes);
+        let next_field = self
+            .api
+            .next_page_field
+            .as_deref()
+            .filter(|_| pages.links());
+        let mut scanner = PageScanner::new(&self.api.records_field, next_field)
+            .with_max_value(self.api.max_record_bytes)
+            .with_watch(paging::watched(&self.api.paging));
         let mut bytes = 0u64;
+        let mut records = 0u64;
+        let mut content = pages.compares_pages().then(xxhash_rust::xxh3::Xxh3::new);
         loop {
             let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
@@ -345,6 +375,12 @@ impl HttpSource {
                     Err(message) => return malformed(message),
                 }
             }
+            records += elements.len() as u64;
+            if let Some(h) = content.as_mut() {
+                for e in &elements {
+                    h.update(e.bytes());
+                }
+            }
             // The records are validated on another worker while this one reads on; the
             // reader awaits the results in order.
             // A network chunk can hold hundreds of records: a few tasks share them.
@@ -359,7 +395,7 @@ impl HttpSource {
                         .map_err(|message| Error::MalformedResponse { url: page, message })
                 });
                 if tx.send(Ok(Some(Part::Records(parsed)))).await.is_err() {
-                    return Attempt::Done((bytes, None)); // the reader is gone: stop quietly
+                    return Attempt::Done(None); // the reader is gone: stop quietly
                 }
             }
             // After the records that came before it (whose own errors come first).
@@ -377,7 +413,13 @@ impl HttpSource {
             }
         };
         info!(status, bytes, url = %self.secrets.scrub(&redact(url)), "API page received");
-        Attempt::Done((bytes, tail.next.or(link)))
+        Attempt::Done(Some(PageRead {
+            bytes,
+            link,
+            tail,
+            records,
+            content: content.map_or(0, |h| h.digest128()),
+        }))
     }
 }
 
@@ -408,6 +450,16 @@ impl Source for HttpSource {
             secrets,
         }
     }
+}
+
+/// What one page said, once read whole.
+struct PageRead {
+    bytes: u64,
+    /// Its `Link` header's next page (when the paging follows links).
+    link: Option<String>,
+    tail: super::page::PageTail,
+    records: u64,
+    content: u128,
 }
 
 /// A request for the next page already under way, keyed by its URL.

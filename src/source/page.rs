@@ -50,6 +50,10 @@ pub struct PageScanner {
     value: ValueScan,
     seen_records: bool,
     next: Option<String>,
+    /// Top-level fields whose values the paging reads (counts, flags, tokens).
+    watch: Vec<String>,
+    /// Their values, as the page gave them.
+    fields: Vec<(String, serde_json::Value)>,
     /// Bytes consumed so far (for messages).
     offset: usize,
     /// Where the element being read started in the current chunk (`None`: in an earlier
@@ -87,6 +91,11 @@ struct ScannedKeys {
 }
 
 impl RawElement {
+    /// The element's bytes as the body gave them (only the head of an oversized one).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Validates the element: `Err` says the body is not valid JSON or UTF-8; a valid
     /// element that cannot be synced is an [`Entry::Rejected`].
     pub fn parse(&self) -> Result<Entry, String> {
@@ -135,6 +144,8 @@ enum State {
 enum Target {
     Records,
     Next,
+    /// A watched field (see [`PageScanner::with_watch`]).
+    Watch,
     Skip,
 }
 
@@ -250,6 +261,21 @@ fn string_end(data: &[u8]) -> Option<usize> {
 pub struct PageTail {
     /// The next page's URL from the next-page field (absent, null or empty: none).
     pub next: Option<String>,
+    /// The watched top-level fields the page had, with their values.
+    pub fields: Vec<(String, serde_json::Value)>,
+}
+
+impl PageTail {
+    /// The value at `path` (dotted: `meta.next_cursor`), if the page had it.
+    pub fn get(&self, path: &str) -> Option<&serde_json::Value> {
+        let mut parts = path.split('.');
+        let first = parts.next()?;
+        let mut v: &serde_json::Value = &self.fields.iter().find(|(k, _)| k == first)?.1;
+        for p in parts {
+            v = v.get(p)?;
+        }
+        Some(v)
+    }
 }
 
 fn is_ws(b: u8) -> bool {
@@ -267,11 +293,25 @@ impl PageScanner {
             value: ValueScan::default(),
             seen_records: false,
             next: None,
+            watch: Vec::new(),
+            fields: Vec::new(),
             offset: 0,
             elem_start: None,
             max_value: usize::MAX,
             oversized: None,
         }
+    }
+
+    /// Keeps the values of these top-level fields (the first part of each dotted path) for
+    /// [`PageTail::fields`]: what paging and the completeness check read.
+    pub fn with_watch<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Self {
+        for p in paths {
+            let first = p.split('.').next().unwrap_or(p).to_string();
+            if !self.watch.contains(&first) {
+                self.watch.push(first);
+            }
+        }
+        self
     }
 
     /// Caps what is held of one record (or other top-level value) at `max` bytes
@@ -526,7 +566,10 @@ impl PageScanner {
                 self.records_field
             ));
         }
-        Ok(PageTail { next: self.next })
+        Ok(PageTail {
+            next: self.next,
+            fields: self.fields,
+        })
     }
 
     fn unexpected(&self, b: u8, i: usize) -> String {
@@ -562,6 +605,10 @@ impl PageScanner {
             Target::Records
         } else if self.next_field.as_deref() == Some(&*key) {
             Target::Next
+        } else if self.watch.iter().any(|w| *w == *key) {
+            self.fields
+                .push((key.into_owned(), serde_json::Value::Null));
+            Target::Watch
         } else {
             Target::Skip
         };
@@ -600,6 +647,13 @@ impl PageScanner {
                     )
                 })?;
                 self.next = next.filter(|s| !s.is_empty());
+            }
+            Target::Watch => {
+                let v: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| format!("the body is not valid JSON ({e})"))?;
+                if let Some(last) = self.fields.last_mut() {
+                    last.1 = v;
+                }
             }
             _ => {
                 serde_json::from_str::<IgnoredAny>(text)

@@ -1,14 +1,52 @@
-//! Paging: where the next page is. The body's next-page field (`API_NEXT_PAGE_FIELD`, read by
-//! the page parser) or an RFC 8288 `Link: <…>; rel="next"` header names it; a link is
-//! followed only within the API's origin and never back to a page already read.
+//! `API_PAGINATION=next` (the default): the body's next-page field (`API_NEXT_PAGE_FIELD`,
+//! read by the page parser) or an RFC 8288 `Link: <…>; rel="next"` header names the next
+//! page; a link is followed only within the API's origin and never back to a page already
+//! read.
 
 use std::collections::HashSet;
 
 use reqwest::header::{HeaderMap, LINK};
 use url::Url;
 
+use super::{Paging, Seen};
 use crate::error::{Error, Result};
 use crate::redact::url as redact;
+
+/// Follows next-page links.
+pub(super) struct NextLink {
+    origin: url::Origin,
+    visited: HashSet<Url>,
+}
+
+impl NextLink {
+    pub(super) fn new(first: &Url) -> Self {
+        NextLink {
+            origin: first.origin(),
+            visited: HashSet::from([first.clone()]),
+        }
+    }
+}
+
+impl Paging for NextLink {
+    fn next(&mut self, page: &Seen<'_>) -> Result<Option<Url>> {
+        let Some(link) = page.tail.next.as_deref().or(page.link) else {
+            return Ok(None);
+        };
+        let next = next_page(page.url, link, &self.origin, &self.visited)?;
+        self.visited.insert(next.clone());
+        Ok(Some(next))
+    }
+
+    fn links(&self) -> bool {
+        true
+    }
+
+    fn early(&self, url: &Url, link: &str) -> Option<Url> {
+        next_page(url, link, &self.origin, &self.visited)
+            .ok()
+            .filter(|n| n != url)
+    }
+}
 
 /// Resolves a next-page link of the page at `url`, refusing another origin and pages
 /// already read (a loop).

@@ -1,0 +1,308 @@
+//! Any API shape, configured rather than coded (contract v3; issue 21): the playground's own
+//! paging endpoints read whole by configuration alone, on both backends — and, with today's
+//! defaults, failing with `IncompleteRead` instead of reporting `completed` with a quarter of
+//! the rows.
+
+#[macro_use]
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Env, Kind, peers};
+use replay_sync::config::Config;
+use replay_sync::source::http::HttpSource;
+use replay_sync::{RunRequest, Status};
+use serde_json::Value;
+
+on_both_backends!(
+    page_number_paging_reads_every_row,
+    offset_paging_reads_every_row,
+    keyset_cursor_paging_reads_every_row,
+    a_next_page_url_field_reads_every_row,
+    todays_defaults_fail_with_incomplete_read_instead_of_completing,
+);
+
+/// An HTTP source for the playground's `path`, configured by `vars` as a user would.
+fn shaped(path: &str, vars: &[(&str, &str)]) -> HttpSource {
+    let url = format!("{}{path}", peers::playground().url());
+    let api = Config::from_lookup(|k| {
+        if k == "API_URL" {
+            return Some(url.clone());
+        }
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .api;
+    HttpSource::new(api).unwrap()
+}
+
+/// Every user the playground serves, by id.
+fn users() -> HashSet<String> {
+    peers::playground_users(peers::playground())
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every id written to the lake.
+async fn landed(env: &Env) -> HashSet<String> {
+    let keys: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(".jsonl") && !k.contains("/_"))
+        .collect();
+    env.lines(&keys)
+        .await
+        .iter()
+        .map(|l: &Value| l["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A full sync with `src` lands `expected` exactly; a second run writes nothing new.
+async fn lands_every_row(kind: Kind, src: &HttpSource, expected: &HashSet<String>) {
+    let env = Env::new(kind).await;
+    let s = env.scheduled(src).await;
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert!(s.counts.records_written > 0);
+    assert!(s.counts.pages > 1, "read over several pages: {s:?}");
+    assert_eq!(&landed(&env).await, expected);
+    let again = env.scheduled(src).await;
+    assert_eq!(again.status, Status::Completed, "{again:?}");
+    assert!(again.since.is_some(), "the incremental run sends since");
+    assert_eq!(again.counts.records_written, 0, "nothing new: {again:?}");
+}
+
+async fn page_number_paging_reads_every_row(kind: Kind) {
+    let src = shaped(
+        "/pagination/page_number",
+        &[
+            ("API_PAGINATION", "page_number"),
+            ("API_SINCE_PARAM", "updated_since"),
+        ],
+    );
+    lands_every_row(kind, &src, &users()).await;
+    // With a page size sent, fewer pages.
+    let src = shaped(
+        "/pagination/page_number",
+        &[
+            ("API_PAGINATION", "page_number"),
+            ("API_SINCE_PARAM", "updated_since"),
+            ("API_PAGE_SIZE", "50"),
+            ("API_LIMIT_PARAM", "per_page"),
+        ],
+    );
+    lands_every_row(kind, &src, &users()).await;
+}
+
+async fn offset_paging_reads_every_row(kind: Kind) {
+    let src = shaped(
+        "/pagination/offset",
+        &[
+            ("API_PAGINATION", "offset"),
+            ("API_SINCE_PARAM", "updated_since"),
+            ("API_PAGE_SIZE", "50"),
+        ],
+    );
+    lands_every_row(kind, &src, &users()).await;
+}
+
+/// The rows the playground's own keyset paging can return: its `scroll_param` asks for rows
+/// stamped after the last of a page, so rows tied with that one on the next page are out of
+/// its reach (the API's own edge, not ours).
+fn keyset_reachable() -> HashSet<String> {
+    let mut all = peers::playground_users(peers::playground());
+    all.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
+    let mut out = HashSet::new();
+    let mut rest: Vec<&Value> = all.iter().collect();
+    loop {
+        let page: Vec<&Value> = rest.iter().take(50).copied().collect();
+        out.extend(page.iter().map(|u| u["id"].as_str().unwrap().to_string()));
+        if rest.len() <= 50 {
+            return out;
+        }
+        let last = page.last().unwrap()["updatedAt"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        rest.retain(|u| u["updatedAt"].as_str().unwrap() > last.as_str());
+    }
+}
+
+async fn keyset_cursor_paging_reads_every_row(kind: Kind) {
+    let src = shaped(
+        "/pagination/keyset",
+        &[
+            ("API_PAGINATION", "cursor"),
+            ("API_CURSOR_PARAM", "scroll_param"),
+            ("API_NEXT_CURSOR_FIELD", "scroll_param"),
+            ("API_SINCE_FIRST_PAGE_ONLY", "true"),
+            ("API_SINCE_PARAM", "updated_since"),
+        ],
+    );
+    lands_every_row(kind, &src, &keyset_reachable()).await;
+}
+
+async fn a_next_page_url_field_reads_every_row(kind: Kind) {
+    let src = shaped(
+        "/pagination/next_page_url",
+        &[
+            ("API_SINCE_PARAM", "updated_since"),
+            ("API_NEXT_PAGE_FIELD", "next_page_url"),
+        ],
+    );
+    lands_every_row(kind, &src, &users()).await;
+}
+
+/// With today's defaults (a next-page field or `Link` header, which these endpoints do not
+/// give), the first page was all that was read and the run said `completed`: now it fails
+/// naming what the body said, and the cursor does not move.
+async fn todays_defaults_fail_with_incomplete_read_instead_of_completing(kind: Kind) {
+    for (path, said) in [
+        ("/pagination/page_number", "total_items = 200"),
+        ("/pagination/offset", "total = 200"),
+        ("/pagination/keyset", "scroll_param"),
+        ("/pagination/next_page_url", "total_items = 200"),
+    ] {
+        let env = Env::new(kind).await;
+        let src = shaped(path, &[("API_SINCE_PARAM", "updated_since")]);
+        let err = env
+            .run_with(&src, &env.settings(), &RunRequest::scheduled())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "IncompleteRead", "{path}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(said), "{path}: {text}");
+        assert!(text.contains("API_PAGINATION=next"), "{path}: {text}");
+        let state = env.state().await;
+        assert_eq!(
+            (state.cursor, state.version),
+            (None, 0),
+            "{path}: nothing checkpointed"
+        );
+        assert_eq!(state.lease, None, "{path}: the lease is released");
+    }
+}
+
+/// A source for a fixture API at `url`, configured by `vars`.
+fn fixture_source(url: String, vars: &[(&str, &str)]) -> HttpSource {
+    let api = Config::from_lookup(|k| {
+        if k == "API_URL" {
+            return Some(url.clone());
+        }
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .api;
+    HttpSource::new(api).unwrap()
+}
+
+fn rows(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            common::fixture::user(
+                &format!("r{i:03}"),
+                &format!("2024-01-15T10:{:02}:00Z", i % 60),
+            )
+        })
+        .collect()
+}
+
+/// Paging never loops, and never stops early in silence: an API that ignores the page
+/// counter, a token that repeats itself, a `has_more` flag left standing, an offset API that
+/// caps its pages below the size asked for, and a count that means the whole table
+/// (`API_COUNTS=ignore`) (issue 21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_ends_with_an_error_never_a_loop_or_a_silent_stop() {
+    use common::fixture::{FixtureApi, Response};
+    use serde_json::json;
+    let env = Env::new(Kind::File).await;
+    let run = |src: HttpSource| {
+        let env = &env;
+        async move {
+            // Dry runs: each case reads from scratch, nothing is kept between them.
+            let dry = RunRequest {
+                dry_run: true,
+                ..common::manual()
+            };
+            env.run_with(&src, &env.settings(), &dry).await
+        }
+    };
+
+    // The page parameter is ignored: the same rows on every page.
+    let same = FixtureApi::start(|_, _| Response::json(&json!({"data": rows(3)})));
+    let err = run(fixture_source(
+        same.url("/x"),
+        &[("API_PAGINATION", "page_number")],
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), "PagingError", "{err}");
+    assert!(err.to_string().contains("API_PAGE_PARAM"), "{err}");
+    assert!(
+        same.requests().len() <= 3,
+        "no loop: {} requests",
+        same.requests().len()
+    );
+
+    // A token that repeats itself.
+    let stuck = FixtureApi::start(|_, _| Response::json(&json!({"data": rows(2), "next": "t1"})));
+    let err = run(fixture_source(
+        stuck.url("/x"),
+        &[
+            ("API_PAGINATION", "cursor"),
+            ("API_CURSOR_PARAM", "after"),
+            ("API_NEXT_CURSOR_FIELD", "next"),
+        ],
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), "PagingError", "{err}");
+    assert!(err.to_string().contains("repeats"), "{err}");
+
+    // A has_more flag that no paging follows.
+    let more =
+        FixtureApi::start(|_, _| Response::json(&json!({"data": rows(2), "has_more": true})));
+    let err = run(fixture_source(more.url("/x"), &[])).await.unwrap_err();
+    assert_eq!(err.kind(), "IncompleteRead", "{err}");
+    assert!(err.to_string().contains("has_more = true"), "{err}");
+
+    // An offset API that caps pages at 7 rows whatever the size asked: the offset moves by
+    // the rows a page held, and the count ends paging.
+    let all = rows(20);
+    let capped = FixtureApi::start(move |req, _| {
+        let offset: usize = req
+            .param("offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<Value> = all.iter().skip(offset).take(7).cloned().collect();
+        Response::json(&json!({"data": page, "total": 20}))
+    });
+    let s = run(fixture_source(
+        capped.url("/x"),
+        &[("API_PAGINATION", "offset"), ("API_PAGE_SIZE", "10")],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.counts.records_fetched, 20, "{s:?}");
+    let offsets: Vec<String> = capped
+        .requests()
+        .iter()
+        .map(|r| r.param("offset").unwrap_or("").to_string())
+        .collect();
+    assert_eq!(offsets, ["0", "7", "14"]);
+
+    // A count of the whole table, not of the request: API_COUNTS=ignore reads on to the end.
+    let table = FixtureApi::start(|_, _| Response::json(&json!({"data": rows(3), "total": 1000})));
+    let err = run(fixture_source(table.url("/x"), &[])).await.unwrap_err();
+    assert_eq!(err.kind(), "IncompleteRead", "{err}");
+    let s = run(fixture_source(table.url("/x"), &[("API_COUNTS", "ignore")]))
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::DryRun, "{s:?}");
+    assert_eq!(s.counts.records_fetched, 3);
+}
