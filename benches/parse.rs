@@ -50,11 +50,12 @@ fn main() {
         out
     };
     let split = || pages.iter().map(|p| elements(p).len()).sum();
+    let fields = replay_sync::fields::Fields::shared_default();
     let parse = || {
         let mut n = 0;
         for page in &pages {
             for e in elements(page) {
-                assert!(matches!(e.parse(), Ok(Entry::Valid(_))));
+                assert!(matches!(e.parse(&fields), Ok(Entry::Valid(_))));
                 n += 1;
             }
         }

@@ -190,10 +190,12 @@ mod tests {
         let in_chunk = |r: &Record| chunk.as_ptr_range().contains(&r.json().as_ptr());
         let records: Vec<Record> = raw
             .iter()
-            .map(|e| match e.parse().unwrap() {
-                Entry::Valid(r) => r,
-                Entry::Rejected(r) => panic!("{r:?}"),
-            })
+            .map(
+                |e| match e.parse(&crate::fields::Fields::default()).unwrap() {
+                    Entry::Valid(r) => r,
+                    Entry::Rejected(r) => panic!("{r:?}"),
+                },
+            )
             .collect();
         assert!(records.iter().all(in_chunk), "no copy on the way in");
         let line = records[0].json_len();

@@ -100,6 +100,10 @@ pub struct ApiConfig {
     pub paging: PagingConfig,
     /// `API_COUNTS`: the body's counts say how many rows the request has (else: ignored).
     pub counts: bool,
+    /// `ID_FIELD`, `CURSOR_FIELD`, `CURSOR_FORMAT`: where records keep their key and time.
+    pub fields: std::sync::Arc<crate::fields::Fields>,
+    /// `API_SINCE_FORMAT`: how `since` and `until` are written in the query.
+    pub since_format: crate::window::WireFormat,
     /// Per-request timeout.
     pub timeout: std::time::Duration,
     /// Attempts per request, the first included (429, 5xx, timeouts, resets are retried).
@@ -179,6 +183,21 @@ impl Config {
         let next_page_field = get("API_NEXT_PAGE_FIELD");
         let paging = paging::parse(&get)?;
         let counts = paging::parse_counts(&get)?;
+        let fields = crate::fields::Fields::from_lookup(&get)?;
+        let since_format = match get("API_SINCE_FORMAT") {
+            None => crate::window::WireFormat::Rfc3339,
+            Some(v) => crate::window::WireFormat::parse_name(&v).ok_or_else(|| {
+                Error::config(
+                    "API_SINCE_FORMAT",
+                    format!("expected rfc3339, rfc3339_millis, epoch_s or epoch_ms, got {v:?}"),
+                )
+            })?,
+        };
+        let fields = if fields.is_default() {
+            crate::fields::Fields::shared_default()
+        } else {
+            std::sync::Arc::new(fields)
+        };
 
         let buffer = match get("BUFFER_HOURS") {
             None => TimeDelta::hours(2),
@@ -252,6 +271,8 @@ impl Config {
                 next_page_field,
                 paging,
                 counts,
+                fields,
+                since_format,
                 timeout: std::time::Duration::from_secs(timeout_secs as u64),
                 max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
                 auth,

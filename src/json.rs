@@ -12,6 +12,8 @@
 //! UTF-8 is checked too (only strings may hold bytes beyond ASCII, and only strings that do
 //! are run through `std::str::from_utf8`), so a scanned record needs no second pass.
 
+use crate::fields::Fields;
+
 /// Nesting beyond this is left to serde_json (whose own limit is 128).
 pub const MAX_DEPTH: u32 = 64;
 
@@ -34,7 +36,12 @@ pub struct Scanned {
 
 /// See the module documentation: `text` must be exactly one object.
 pub fn scan_record(text: &str) -> Option<Keys<'_>> {
-    let s = scan_object(text.as_bytes()).filter(|s| s.end == text.len())?;
+    scan_record_with(text, &Fields::shared_default())
+}
+
+/// [`scan_record`], finding the values at `fields`' paths (`ID_FIELD`, `CURSOR_FIELD`).
+pub fn scan_record_with<'a>(text: &'a str, fields: &Fields) -> Option<Keys<'a>> {
+    let s = scan_object_with(text.as_bytes(), fields).filter(|s| s.end == text.len())?;
     Some(Keys {
         id: s.id.and_then(|r| text.get(r)),
         updated_at: s.updated_at.and_then(|r| text.get(r)),
@@ -45,6 +52,12 @@ pub fn scan_record(text: &str) -> Option<Keys<'_>> {
 /// in the middle of a page): the incremental page parser finds each record's end with this
 /// pass, which also validates it. `None` also when `b` ends before the object does.
 pub fn scan_object(b: &[u8]) -> Option<Scanned> {
+    scan_object_with(b, &Fields::shared_default())
+}
+
+/// [`scan_object`], finding the values at `fields`' paths: the top-level keys are compared
+/// in the one pass; a nested path is then followed inside the (already validated) value.
+pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
     if b.first() != Some(&b'{') {
         return None;
     }
@@ -75,10 +88,13 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
         }
         let start = ws(b, i + 1)?;
         i = value(b, start, 1)?;
-        let slot = match &b[key_start..key_end] {
-            b"id" => Some(&mut id),
-            b"updatedAt" => Some(&mut updated),
-            _ => None,
+        let key = &b[key_start..key_end];
+        let slot = if key == fields.id.first() {
+            Some(&mut id)
+        } else if key == fields.cursor.first() {
+            Some(&mut updated)
+        } else {
+            None
         };
         if let Some(slot) = slot {
             if slot.is_some() {
@@ -96,9 +112,24 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
     let present = |v: Option<std::ops::Range<usize>>| v.filter(|r| &b[r.clone()] != b"null");
     Some(Scanned {
         end: i + 1,
-        id: present(id),
-        updated_at: present(updated),
+        id: present(nested(b, id, fields.id.rest())),
+        updated_at: present(nested(b, updated, fields.cursor.rest())),
     })
+}
+
+/// The value at `rest` (keys of nested objects) inside the value at `at` of `b`; `None`
+/// where a key is missing or a value on the way is not an object.
+fn nested(
+    b: &[u8],
+    at: Option<std::ops::Range<usize>>,
+    rest: &[String],
+) -> Option<std::ops::Range<usize>> {
+    let mut r = at?;
+    for key in rest {
+        let inner = top_level_value(&b[r.clone()], key.as_bytes())?;
+        r = r.start + inner.start..r.start + inner.end;
+    }
+    Some(r)
 }
 
 /// Where the value of the top-level `key` of the object starting `b` is, if it comes (whole)

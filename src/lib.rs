@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 mod failpoint;
+pub mod fields;
 pub mod fingerprint;
 pub mod format;
 pub mod json;

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use crate::fields::Fields;
 use crate::json;
-use crate::window;
 
 /// A valid record: it has an `id` and a parsable, zoned `updatedAt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,24 +350,54 @@ fn check_keys(text: &str) -> Result<Option<String>, serde_json::Error> {
 /// an [`Entry::Rejected`]. `multiline`: the text may contain raw line breaks between tokens
 /// (the scanner knows; when unsure, pass `true`).
 pub fn parse_record(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    parse_text(&Bytes::copy_from_slice(text.as_bytes()), text, multiline)
+    parse_record_with(text, multiline, &Fields::shared_default())
+}
+
+/// [`parse_record`] for records that keep their key and time at `fields`.
+pub fn parse_record_with(
+    text: &str,
+    multiline: bool,
+    fields: &Fields,
+) -> Result<Entry, serde_json::Error> {
+    parse_text(
+        &Bytes::copy_from_slice(text.as_bytes()),
+        text,
+        multiline,
+        fields,
+    )
 }
 
 /// [`parse_record`] for an element held in `bytes`: a valid record keeps a range of
 /// `bytes` (no copy). `Err` says why the element makes the page malformed (not UTF-8, not
 /// valid JSON).
-pub(crate) fn parse_element(bytes: &Bytes, multiline: bool) -> Result<Entry, String> {
+pub(crate) fn parse_element(
+    bytes: &Bytes,
+    multiline: bool,
+    fields: &Fields,
+) -> Result<Entry, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the body is not valid UTF-8".to_string())?;
-    parse_text(bytes, text, multiline)
+    parse_text(bytes, text, multiline, fields)
         .map_err(|e| format!("the body is not valid JSON (in a record: {e})"))
 }
 
 /// The common case in one pass ([`json::scan_record`]); any doubt goes to serde_json, which
 /// decides and words it. `text` is `bytes` as a str.
-fn parse_text(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    match json::scan_record(text) {
-        Some(keys) => Ok(from_keys(bytes, text, keys.id, keys.updated_at, false)),
-        None => parse_slow(bytes, text, multiline),
+fn parse_text(
+    bytes: &Bytes,
+    text: &str,
+    multiline: bool,
+    fields: &Fields,
+) -> Result<Entry, serde_json::Error> {
+    match json::scan_record_with(text, fields) {
+        Some(keys) => Ok(from_keys(
+            bytes,
+            text,
+            keys.id,
+            keys.updated_at,
+            false,
+            fields,
+        )),
+        None => parse_slow(bytes, text, multiline, fields),
     }
 }
 
@@ -378,6 +408,7 @@ pub(crate) fn parse_scanned(
     bytes: &Bytes,
     id: Option<Range<usize>>,
     updated: Option<Range<usize>>,
+    fields: &Fields,
 ) -> Result<Entry, String> {
     let text = |r: &Range<usize>| {
         bytes
@@ -388,27 +419,38 @@ pub(crate) fn parse_scanned(
     let id = match id {
         Some(r) => match text(&r) {
             Some(t) => Some((t, Some(r))),
-            None => return parse_element(bytes, false),
+            None => return parse_element(bytes, false, fields),
         },
         None => None,
     };
     let updated = match updated {
         Some(r) => match text(&r) {
             Some(t) => Some(t),
-            None => return parse_element(bytes, false),
+            None => return parse_element(bytes, false, fields),
         },
         None => None,
     };
-    Ok(build(bytes.clone(), id, updated))
+    Ok(build(bytes.clone(), id, updated, fields))
 }
 
 /// The entry for a records-array element of `size` bytes, more than `max`
 /// (`MAX_RECORD_BYTES`), of which `head` is the start: rejected, keeping its id (when the
 /// head holds it) and its size, never its content.
-pub(crate) fn oversized(head: &[u8], size: usize, max: usize) -> Entry {
-    let id = json::top_level_value(head, b"id")
+pub(crate) fn oversized(head: &[u8], size: usize, max: usize, fields: &Fields) -> Entry {
+    let mut at = json::top_level_value(head, fields.id.first());
+    for key in fields.id.rest() {
+        at = at.and_then(|r| {
+            json::top_level_value(&head[r.clone()], key.as_bytes())
+                .map(|i| r.start + i.start..r.start + i.end)
+        });
+    }
+    let id = at
         .and_then(|r| std::str::from_utf8(&head[r]).ok())
-        .and_then(|raw| canonical_id(raw).ok().map(|c| c.into_owned()))
+        .and_then(|raw| {
+            canonical_id(raw, fields.id.as_str())
+                .ok()
+                .map(|c| c.into_owned())
+        })
         .unwrap_or_else(|| "null".into());
     Entry::Rejected(Rejected {
         reason: format!(
@@ -423,11 +465,31 @@ pub(crate) fn oversized(head: &[u8], size: usize, max: usize) -> Entry {
 /// checks that both give the same entry).
 #[doc(hidden)]
 pub fn parse_record_slow(text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
-    parse_slow(&Bytes::copy_from_slice(text.as_bytes()), text, multiline)
+    parse_record_slow_with(text, multiline, &Fields::shared_default())
+}
+
+/// [`parse_record_slow`] for records that keep their key and time at `fields`.
+#[doc(hidden)]
+pub fn parse_record_slow_with(
+    text: &str,
+    multiline: bool,
+    fields: &Fields,
+) -> Result<Entry, serde_json::Error> {
+    parse_slow(
+        &Bytes::copy_from_slice(text.as_bytes()),
+        text,
+        multiline,
+        fields,
+    )
 }
 
 /// The general path: serde_json validates and finds the keys. `text` is `bytes` as a str.
-fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde_json::Error> {
+fn parse_slow(
+    bytes: &Bytes,
+    text: &str,
+    multiline: bool,
+    fields: &Fields,
+) -> Result<Entry, serde_json::Error> {
     let reject = |reason: String, form: Form| {
         Ok(Entry::Rejected(Rejected {
             reason,
@@ -449,7 +511,18 @@ fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde
     if !text.starts_with(char::from(crate::json::OBJECT_START)) {
         return reject("the record is not a JSON object".into());
     }
-    let keys: Keys = match serde_json::from_str(text) {
+    let found = if fields.is_default() {
+        serde_json::from_str::<Keys>(text).map(|k| {
+            (
+                k.id.map(RawValue::get),
+                k.updated_at.map(RawValue::get),
+                k.synced_at.0,
+            )
+        })
+    } else {
+        at_paths(text, fields)
+    };
+    let (id, updated, synced_at) = match found {
         Ok(k) => k,
         // Keys we cannot use. (The text is valid JSON: checked above.)
         Err(e) if e.is_data() => {
@@ -457,7 +530,7 @@ fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde
         }
         Err(e) => return Err(e),
     };
-    if keys.synced_at.0 {
+    if synced_at {
         return reject(
             "the record has its own `_synced_at`, the field replay-sync adds to every line: a line may not hold it twice, and renaming it would change the record"
                 .into(),
@@ -466,9 +539,33 @@ fn parse_slow(bytes: &Bytes, text: &str, multiline: bool) -> Result<Entry, serde
     Ok(from_keys(
         bytes,
         text,
-        keys.id.map(RawValue::get),
-        keys.updated_at.map(RawValue::get),
+        id.filter(|v| *v != "null"),
+        updated.filter(|v| *v != "null"),
         multiline,
+        fields,
+    ))
+}
+
+/// The raw values at `fields`' paths in the object `text`, and whether it has its own
+/// `_synced_at` (the general path for configured fields: rare, not the hot one).
+type AtPaths<'a> = (Option<&'a str>, Option<&'a str>, bool);
+
+fn at_paths<'a>(text: &'a str, fields: &Fields) -> Result<AtPaths<'a>, serde_json::Error> {
+    type Object<'a> = std::collections::HashMap<String, &'a RawValue>;
+    let top: Object = serde_json::from_str(text)?;
+    let follow = |path: &crate::fields::FieldPath| -> Option<&'a str> {
+        let first = std::str::from_utf8(path.first()).ok()?;
+        let mut v: &'a RawValue = top.get(first)?;
+        for key in path.rest() {
+            let inner: Object = serde_json::from_str(v.get()).ok()?;
+            v = inner.get(key.as_str())?;
+        }
+        Some(v.get())
+    };
+    Ok((
+        follow(&fields.id),
+        follow(&fields.cursor),
+        top.contains_key("_synced_at"),
     ))
 }
 
@@ -491,6 +588,7 @@ fn from_keys(
     id: Option<&str>,
     updated: Option<&str>,
     multiline: bool,
+    fields: &Fields,
 ) -> Entry {
     let (line, compacted) = one_line(text, multiline);
     // Where `id` sits in the line: `raw` borrows from `text` (its offset is checked, not
@@ -506,13 +604,18 @@ fn from_keys(
         std::borrow::Cow::Borrowed(_) => bytes.clone(),
         std::borrow::Cow::Owned(s) => Bytes::from(s),
     };
-    build(json, id, updated)
+    build(json, id, updated, fields)
 }
 
 /// The entry for a valid JSON object `json` (UTF-8, on one line) whose `id` value is `raw`
 /// — at `range` of `json` when given — and whose `updatedAt` value is `updated` (raw JSON;
 /// `None`: absent or null).
-fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<&str>) -> Entry {
+fn build(
+    json: Bytes,
+    id: Option<(&str, Option<Range<usize>>)>,
+    updated: Option<&str>,
+    fields: &Fields,
+) -> Entry {
     let reject = |reason: String| {
         Entry::Rejected(Rejected {
             reason,
@@ -521,9 +624,9 @@ fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<
         })
     };
     let Some((raw, range)) = id else {
-        return reject("missing `id` (absent or null)".into());
+        return reject(format!("missing `{}` (absent or null)", fields.id.as_str()));
     };
-    let id = match canonical_id(raw) {
+    let id = match canonical_id(raw, fields.id.as_str()) {
         // The raw text is canonical: the record's own text serves as the id.
         Ok(std::borrow::Cow::Borrowed(_)) => {
             match range.map(|r| (u32::try_from(r.start), u32::try_from(r.end))) {
@@ -535,20 +638,14 @@ fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<
         Err(why) => return reject(why),
     };
     let Some(updated) = updated else {
-        return reject("missing `updatedAt` (absent or null)".into());
+        return reject(format!(
+            "missing `{}` (absent or null)",
+            fields.cursor.as_str()
+        ));
     };
-    let updated = match updated.strip_prefix('"').and_then(|u| u.strip_suffix('"')) {
-        Some(plain) if !plain.contains('\\') => std::borrow::Cow::Borrowed(plain),
-        _ => match serde_json::from_str::<std::borrow::Cow<str>>(updated) {
-            Ok(u) => u,
-            Err(_) => return reject("`updatedAt` is not a string".into()),
-        },
-    };
-    let Some(updated_at) = window::parse_ts(&updated) else {
-        return reject(
-            "`updatedAt` is not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)"
-                .into(),
-        );
+    let updated_at = match fields.format.read(updated) {
+        Ok(t) => t,
+        Err(what) => return reject(format!("`{}` is {what}", fields.cursor.as_str())),
     };
     let id_hash = xxhash_rust::xxh3::xxh3_64(match &id {
         IdText::InJson(..) => raw.as_bytes(),
@@ -565,16 +662,16 @@ fn build(json: Bytes, id: Option<(&str, Option<Range<usize>>)>, updated: Option<
 
 /// The id as canonical JSON text, so that `"42"` and `42` stay distinct keys and two
 /// spellings of the same string (`"a"`, `"\u0061"`) are one key.
-fn canonical_id(text: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+fn canonical_id<'a>(text: &'a str, path: &str) -> Result<std::borrow::Cow<'a, str>, String> {
     match text.as_bytes().first() {
         Some(b'"') if !text.contains('\\') => Ok(text.into()),
         Some(b'"') => serde_json::from_str::<String>(text)
             .ok()
             .and_then(|s| serde_json::to_string(&s).ok())
             .map(Into::into)
-            .ok_or_else(|| "`id` is not a valid string".to_string()),
+            .ok_or_else(|| format!("`{path}` is not a valid string")),
         Some(b'-' | b'0'..=b'9') => Ok(text.into()),
-        _ => Err("`id` must be a string or a number".into()),
+        _ => Err(format!("`{path}` must be a string or a number")),
     }
 }
 
@@ -650,7 +747,10 @@ mod tests {
             r.json(),
             r#"{"id":7,"address":"1 Main St\nTown","updatedAt":"2024-01-15T10:30:00+02:00"}"#
         );
-        assert_eq!(window::format_ts(r.updated_at), "2024-01-15T08:30:00Z");
+        assert_eq!(
+            crate::window::format_ts(r.updated_at),
+            "2024-01-15T08:30:00Z"
+        );
         let mut out = Vec::new();
         r.write_line(&mut out, "t");
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);

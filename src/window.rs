@@ -162,6 +162,109 @@ impl Span {
     }
 }
 
+/// How records carry their time (`CURSOR_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CursorFormat {
+    /// RFC 3339 with a zone, any fraction: a JSON string.
+    #[default]
+    Rfc3339,
+    /// Seconds since the epoch (fractions allowed): a JSON number or a numeric string.
+    EpochS,
+    /// Milliseconds since the epoch: a JSON number or a numeric string.
+    EpochMs,
+}
+
+impl CursorFormat {
+    pub fn parse_name(name: &str) -> Option<CursorFormat> {
+        match name {
+            "rfc3339" => Some(CursorFormat::Rfc3339),
+            "epoch_s" => Some(CursorFormat::EpochS),
+            "epoch_ms" => Some(CursorFormat::EpochMs),
+            _ => None,
+        }
+    }
+
+    /// The time of a record's cursor value, given as its raw JSON text (`"…"`, or a number);
+    /// `Err` says what the value is not.
+    pub fn read(self, raw: &str) -> Result<DateTime<Utc>, &'static str> {
+        let unquoted = raw.strip_prefix('"').and_then(|u| u.strip_suffix('"'));
+        match self {
+            CursorFormat::Rfc3339 => {
+                let text = match unquoted {
+                    Some(plain) if !plain.contains('\\') => std::borrow::Cow::Borrowed(plain),
+                    Some(_) => serde_json::from_str::<String>(raw)
+                        .map_err(|_| "not a string")?
+                        .into(),
+                    None => return Err("not a string"),
+                };
+                parse_ts(&text)
+                    .ok_or("not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)")
+            }
+            CursorFormat::EpochS | CursorFormat::EpochMs => {
+                let text = unquoted.unwrap_or(raw).trim();
+                let per_second = if self == CursorFormat::EpochS {
+                    1000.0
+                } else {
+                    1.0
+                };
+                let ms = match text.parse::<i64>() {
+                    Ok(n) if self == CursorFormat::EpochMs => Some(n),
+                    Ok(n) => n.checked_mul(1000),
+                    Err(_) => text
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .map(|f| (f * per_second).floor())
+                        .filter(|f| f.abs() < 1e17)
+                        .map(|f| f as i64),
+                };
+                ms.and_then(DateTime::from_timestamp_millis)
+                    .filter(|t| *t >= earliest())
+                    .ok_or(if self == CursorFormat::EpochS {
+                        "not a number of seconds since the epoch (epoch_s)"
+                    } else {
+                        "not a number of milliseconds since the epoch (epoch_ms)"
+                    })
+            }
+        }
+    }
+}
+
+/// How `since` and `until` are sent (`API_SINCE_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireFormat {
+    /// `2024-01-15T08:30:00Z` (the default).
+    #[default]
+    Rfc3339,
+    /// `2024-01-15T08:30:00.000Z`.
+    Rfc3339Millis,
+    /// `1705307400`.
+    EpochS,
+    /// `1705307400000`.
+    EpochMs,
+}
+
+impl WireFormat {
+    pub fn parse_name(name: &str) -> Option<WireFormat> {
+        match name {
+            "rfc3339" => Some(WireFormat::Rfc3339),
+            "rfc3339_millis" => Some(WireFormat::Rfc3339Millis),
+            "epoch_s" => Some(WireFormat::EpochS),
+            "epoch_ms" => Some(WireFormat::EpochMs),
+            _ => None,
+        }
+    }
+
+    pub fn format(self, ts: DateTime<Utc>) -> String {
+        match self {
+            WireFormat::Rfc3339 => format_ts(ts),
+            WireFormat::Rfc3339Millis => format_millis(ts),
+            WireFormat::EpochS => ts.timestamp().to_string(),
+            WireFormat::EpochMs => ts.timestamp_millis().to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +435,33 @@ mod tests {
             next_cursor(None, None, ts("2024-01-16T00:00:00Z"), false),
             None
         );
+    }
+
+    #[test]
+    fn cursor_formats_read_strings_and_numbers() {
+        let t = ts("2024-01-15T08:30:00Z");
+        assert_eq!(
+            CursorFormat::Rfc3339.read("\"2024-01-15T09:30:00+01:00\""),
+            Ok(t)
+        );
+        assert!(CursorFormat::Rfc3339.read("1705307400").is_err());
+        assert_eq!(CursorFormat::EpochS.read("1705307400"), Ok(t));
+        assert_eq!(CursorFormat::EpochS.read("\"1705307400\""), Ok(t));
+        assert_eq!(
+            CursorFormat::EpochS.read("1705307400.25"),
+            Ok(t + TimeDelta::milliseconds(250))
+        );
+        assert_eq!(CursorFormat::EpochMs.read("1705307400000"), Ok(t));
+        assert_eq!(CursorFormat::EpochMs.read("\"1705307400000\""), Ok(t));
+        assert!(CursorFormat::EpochMs.read("\"soon\"").is_err());
+        assert!(CursorFormat::EpochS.read("1e300").is_err());
+        assert!(CursorFormat::EpochS.read("true").is_err());
+        assert_eq!(WireFormat::EpochS.format(t), "1705307400");
+        assert_eq!(WireFormat::EpochMs.format(t), "1705307400000");
+        assert_eq!(
+            WireFormat::Rfc3339Millis.format(t),
+            "2024-01-15T08:30:00.000Z"
+        );
+        assert_eq!(WireFormat::Rfc3339.format(t), "2024-01-15T08:30:00Z");
     }
 }

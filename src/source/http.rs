@@ -33,7 +33,6 @@ use crate::redact::{Secrets, url as redact};
 
 use super::paging::complete::{self, Tally};
 use super::paging::{self, Paging, Seen, link_next};
-use crate::window;
 
 /// An excerpt of an error body is short: enough for a message, too little for a dump.
 const EXCERPT_CHARS: usize = 120;
@@ -131,7 +130,7 @@ impl HttpSource {
         let mut q = url.query_pairs_mut();
         q.clear().extend_pairs(kept);
         for (param, t) in set {
-            q.append_pair(param, &window::format_ts(t));
+            q.append_pair(param, &self.api.since_format.format(t));
         }
         drop(q);
         url
@@ -349,6 +348,7 @@ impl HttpSource {
             .as_deref()
             .filter(|_| pages.links());
         let mut scanner = PageScanner::new(&self.api.records_field, next_field)
+            .with_fields(self.api.fields.clone())
             .with_max_value(self.api.max_record_bytes)
             .with_watch(paging::watched(&self.api.paging));
         let mut bytes = 0u64;
@@ -388,9 +388,10 @@ impl HttpSource {
             while elements.peek().is_some() {
                 let part: Vec<RawElement> = elements.by_ref().take(VALIDATION_TASK).collect();
                 let page = redact(url);
+                let fields = self.api.fields.clone();
                 let parsed = tokio::spawn(async move {
                     part.iter()
-                        .map(RawElement::parse)
+                        .map(|e| e.parse(&fields))
                         .collect::<std::result::Result<Vec<Entry>, String>>()
                         .map_err(|message| Error::MalformedResponse { url: page, message })
                 });
@@ -630,6 +631,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window;
 
     #[test]
     fn retry_after_seconds_and_date() {

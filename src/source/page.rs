@@ -6,7 +6,11 @@
 //! this state machine; every value it captures (records, the next-page field, other fields)
 //! is checked by `serde_json`, so a body is accepted only if it is valid JSON.
 
+use std::sync::Arc;
+
 use serde::de::IgnoredAny;
+
+use crate::fields::Fields;
 
 use crate::json;
 use crate::record::{self, Entry};
@@ -41,6 +45,10 @@ pub fn parse_page(
 #[derive(Debug)]
 pub struct PageScanner {
     records_field: String,
+    /// `records_field` as keys from the top (empty for `.`: the body is the array).
+    records_path: Vec<String>,
+    /// How deep along `records_path` the scanner is (0: the body's own object).
+    depth: usize,
     next_field: Option<String>,
     state: State,
     /// Bytes of the key or value being captured.
@@ -50,10 +58,12 @@ pub struct PageScanner {
     value: ValueScan,
     seen_records: bool,
     next: Option<String>,
+    /// Where records keep their key and time (`ID_FIELD`, `CURSOR_FIELD`, `CURSOR_FORMAT`).
+    fields: Arc<Fields>,
     /// Top-level fields whose values the paging reads (counts, flags, tokens).
     watch: Vec<String>,
     /// Their values, as the page gave them.
-    fields: Vec<(String, serde_json::Value)>,
+    found: Vec<(String, serde_json::Value)>,
     /// Bytes consumed so far (for messages).
     offset: usize,
     /// Where the element being read started in the current chunk (`None`: in an earlier
@@ -98,13 +108,16 @@ impl RawElement {
 
     /// Validates the element: `Err` says the body is not valid JSON or UTF-8; a valid
     /// element that cannot be synced is an [`Entry::Rejected`].
-    pub fn parse(&self) -> Result<Entry, String> {
+    /// `fields` must be those of the scanner that found the element.
+    pub fn parse(&self, fields: &Fields) -> Result<Entry, String> {
         if let Some((size, max)) = self.oversized {
-            return Ok(record::oversized(&self.bytes, size, max));
+            return Ok(record::oversized(&self.bytes, size, max, fields));
         }
         match &self.scanned {
-            Some(k) => record::parse_scanned(&self.bytes, k.id.clone(), k.updated_at.clone()),
-            None => record::parse_element(&self.bytes, self.multiline),
+            Some(k) => {
+                record::parse_scanned(&self.bytes, k.id.clone(), k.updated_at.clone(), fields)
+            }
+            None => record::parse_element(&self.bytes, self.multiline, fields),
         }
     }
 }
@@ -143,6 +156,8 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Records,
+    /// An object on the way to the records (`API_RECORDS_FIELD=result.items`).
+    Descend,
     Next,
     /// A watched field (see [`PageScanner::with_watch`]).
     Watch,
@@ -286,6 +301,12 @@ impl PageScanner {
     pub fn new(records_field: &str, next_field: Option<&str>) -> Self {
         PageScanner {
             records_field: records_field.to_string(),
+            records_path: if records_field == "." {
+                Vec::new()
+            } else {
+                records_field.split('.').map(str::to_string).collect()
+            },
+            depth: 0,
             next_field: next_field.map(str::to_string),
             state: State::Start,
             buf: Vec::new(),
@@ -293,13 +314,20 @@ impl PageScanner {
             value: ValueScan::default(),
             seen_records: false,
             next: None,
+            fields: Fields::shared_default(),
             watch: Vec::new(),
-            fields: Vec::new(),
+            found: Vec::new(),
             offset: 0,
             elem_start: None,
             max_value: usize::MAX,
             oversized: None,
         }
+    }
+
+    /// Reads records' key and time at `fields` (default: `id`, `updatedAt`, RFC 3339).
+    pub fn with_fields(mut self, fields: Arc<Fields>) -> Self {
+        self.fields = fields;
+        self
     }
 
     /// Keeps the values of these top-level fields (the first part of each dotted path) for
@@ -373,7 +401,7 @@ impl PageScanner {
         // The elements completed before a structural error come first in the body: their
         // errors win, whatever the chunking.
         for r in &raw {
-            out.push(r.parse()?);
+            out.push(r.parse(&self.fields)?);
         }
         fed
     }
@@ -447,7 +475,17 @@ impl PageScanner {
                 | State::AfterValue
                 | State::Done => self.top_level(b, i)?,
                 State::Value => {
-                    if self.target == Target::Records {
+                    if self.target == Target::Descend {
+                        if b != b'{' {
+                            return Err(format!(
+                                "`{}` is not an object on the way to `{}` (API_RECORDS_FIELD)",
+                                self.records_path[..=self.depth].join("."),
+                                self.records_field
+                            ));
+                        }
+                        self.depth += 1;
+                        self.state = State::KeyOrEnd { first: true };
+                    } else if self.target == Target::Records {
                         if b != b'[' {
                             return Err(format!(
                                 "`{}` is not an array (API_RECORDS_FIELD must name the array of records)",
@@ -468,7 +506,7 @@ impl PageScanner {
                         // validated in one pass. Anything else (cut by the chunk's end,
                         // unusual, invalid) takes the general path below.
                         if b == b'{'
-                            && let Some(found) = json::scan_object(&chunk[i..])
+                            && let Some(found) = json::scan_object_with(&chunk[i..], &self.fields)
                             && found.end <= self.max_value
                         {
                             let end = i + found.end;
@@ -508,7 +546,19 @@ impl PageScanner {
     fn top_level(&mut self, b: u8, i: usize) -> Result<(), String> {
         match self.state {
             State::Start => match b {
-                b'{' => self.state = State::KeyOrEnd { first: true },
+                b'[' if self.records_path.is_empty() => {
+                    self.target = Target::Records;
+                    self.state = State::ElemOrEnd { first: true };
+                }
+                b'{' if !self.records_path.is_empty() => {
+                    self.state = State::KeyOrEnd { first: true }
+                }
+                b'{' => {
+                    return Err(
+                        "the body is a JSON object, not the array of records (API_RECORDS_FIELD=.)"
+                            .into(),
+                    );
+                }
                 b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
                     return Err(format!(
                         "the body is not a JSON object (it starts with {:?})",
@@ -523,7 +573,7 @@ impl PageScanner {
                     self.buf.push(b);
                     self.state = State::Key { escaped: false };
                 }
-                b'}' if first => self.state = State::Done,
+                b'}' if first => self.close_object(),
                 _ => return Err(self.unexpected(b, i)),
             },
             State::Colon => match b {
@@ -532,7 +582,7 @@ impl PageScanner {
             },
             State::AfterValue => match b {
                 b',' => self.state = State::KeyOrEnd { first: false },
-                b'}' => self.state = State::Done,
+                b'}' => self.close_object(),
                 _ => return Err(self.unexpected(b, i)),
             },
             State::Done => {
@@ -568,7 +618,7 @@ impl PageScanner {
         }
         Ok(PageTail {
             next: self.next,
-            fields: self.fields,
+            fields: self.found,
         })
     }
 
@@ -598,16 +648,23 @@ impl PageScanner {
         } else {
             String::from_utf8_lossy(raw)
         };
-        self.target = if *key == *self.records_field {
+        let on_path = self
+            .records_path
+            .get(self.depth)
+            .is_some_and(|p| *p == *key);
+        self.target = if on_path && self.depth + 1 < self.records_path.len() {
+            Target::Descend
+        } else if on_path {
             if self.seen_records {
                 return Err(format!("the body has `{}` twice", self.records_field));
             }
             Target::Records
+        } else if self.depth > 0 {
+            Target::Skip
         } else if self.next_field.as_deref() == Some(&*key) {
             Target::Next
         } else if self.watch.iter().any(|w| *w == *key) {
-            self.fields
-                .push((key.into_owned(), serde_json::Value::Null));
+            self.found.push((key.into_owned(), serde_json::Value::Null));
             Target::Watch
         } else {
             Target::Skip
@@ -617,7 +674,22 @@ impl PageScanner {
 
     fn array_done(&mut self) {
         self.seen_records = true;
-        self.state = State::AfterValue;
+        // A body that is the array ends with it.
+        self.state = if self.records_path.is_empty() {
+            State::Done
+        } else {
+            State::AfterValue
+        };
+    }
+
+    /// A `}`: the body ends, or an object on the way to the records does.
+    fn close_object(&mut self) {
+        if self.depth == 0 {
+            self.state = State::Done;
+        } else {
+            self.depth -= 1;
+            self.state = State::AfterValue;
+        }
     }
 
     /// A top-level value other than the records array is complete in `buf`.
@@ -651,7 +723,7 @@ impl PageScanner {
             Target::Watch => {
                 let v: serde_json::Value = serde_json::from_str(text)
                     .map_err(|e| format!("the body is not valid JSON ({e})"))?;
-                if let Some(last) = self.fields.last_mut() {
+                if let Some(last) = self.found.last_mut() {
                     last.1 = v;
                 }
             }
@@ -827,5 +899,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn records_are_found_at_a_path_or_as_the_body_itself() {
+        let rec = r#"{"id": 1, "updatedAt": "2024-01-15T10:30:00Z"}"#;
+        let nested = format!(
+            r#"{{"meta": {{"total": 1}}, "result": {{"page": 1, "items": [{rec}], "x": [1]}}, "total": 1}}"#
+        );
+        let top = format!("[{rec}, {rec}]");
+        for size in [1, 3, 7, 1000] {
+            let mut s = PageScanner::new("result.items", None).with_watch(["total"]);
+            let mut out = Vec::new();
+            for c in nested.as_bytes().chunks(size) {
+                s.feed(c, &mut out).unwrap();
+            }
+            let tail = s.finish().unwrap();
+            assert_eq!(out.len(), 1, "chunks of {size}");
+            assert_eq!(tail.get("total"), Some(&serde_json::json!(1)));
+
+            let mut s = PageScanner::new(".", None);
+            let mut out = Vec::new();
+            for c in top.as_bytes().chunks(size) {
+                s.feed(c, &mut out).unwrap();
+            }
+            s.finish().unwrap();
+            assert_eq!(out.len(), 2, "chunks of {size}");
+        }
+        let err = parse_page(br#"{"result": [1]}"#, "result.items", None).unwrap_err();
+        assert!(err.contains("not an object"), "{err}");
+        let err = parse_page(br#"{"result": {"other": []}}"#, "result.items", None).unwrap_err();
+        assert!(err.contains("no `result.items` field"), "{err}");
+        let err = parse_page(format!("{{\"data\": [{rec}]}}").as_bytes(), ".", None).unwrap_err();
+        assert!(err.contains("API_RECORDS_FIELD=."), "{err}");
+        assert!(parse_page(b"[]", ".", None).unwrap().entries.is_empty());
     }
 }
