@@ -2,6 +2,8 @@
 //!
 //!     cargo bench --bench throughput            # 10 k, 100 k and 1 M records
 //!     cargo bench --bench throughput -- 10000   # chosen sizes
+//!     cargo bench --bench throughput -- shapes 1000000   # the default shape against a
+//!                                               # nested epoch_ms cursor, alternating
 //!
 //! A fixture API on 127.0.0.1 serves N records (~330 bytes each, 1,000 per page, pages
 //! pre-built in memory, the next page named in the body and in a `Link` header). For each N:
@@ -27,6 +29,11 @@ const PER_PAGE: usize = 1000;
 
 /// Pre-built page bodies, served from memory.
 fn build_pages(n: usize) -> Vec<Vec<u8>> {
+    build_pages_of(n, record)
+}
+
+/// [`build_pages`] of records made by `record`.
+fn build_pages_of(n: usize, record: fn(usize) -> String) -> Vec<Vec<u8>> {
     let pages = n.div_ceil(PER_PAGE);
     (0..pages)
         .map(|p| {
@@ -180,7 +187,48 @@ fn env_key_values(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
+/// The default shape (`id`, `updatedAt` in RFC 3339) against a nested `meta.updated_at` in
+/// epoch milliseconds, the same records otherwise, alternating five times: median records/s
+/// of each and their ratio.
+fn shapes(n: usize) {
+    let plain = serve(Arc::new(build_pages(n)));
+    let nested = serve(Arc::new(build_pages_of(n, common::record_nested)));
+    let shape = [
+        ("CURSOR_FIELD", "meta.updated_at"),
+        ("CURSOR_FORMAT", "epoch_ms"),
+    ];
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _, s) = sync_with(plain, dir.path(), &[]);
+        assert_eq!(s["records_written"].as_u64(), Some(n as u64));
+        a.push(n as f64 / t.as_secs_f64());
+        settle(dir.path());
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _, s) = sync_with(nested, dir.path(), &shape);
+        assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+        b.push(n as f64 / t.as_secs_f64());
+        settle(dir.path());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    println!(
+        "{n} records, five alternating runs: default shape median {ma:.0} rec/s, nested epoch_ms {mb:.0} rec/s: {:.2}x",
+        mb / ma
+    );
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "shapes") {
+        let n = std::env::args()
+            .skip(1)
+            .find_map(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        return shapes(n);
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

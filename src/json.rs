@@ -89,18 +89,13 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         let start = ws(b, i + 1)?;
         i = value(b, start, 1)?;
         let key = &b[key_start..key_end];
-        let slot = if key == fields.id.first() {
-            Some(&mut id)
-        } else if key == fields.cursor.first() {
-            Some(&mut updated)
-        } else {
-            None
-        };
-        if let Some(slot) = slot {
-            if slot.is_some() {
-                return None; // a duplicate: serde_json words the rejection
-            }
-            *slot = Some(start..i);
+        // The two paths may start at the same key (`meta.id`, `meta.updated_at`). (A key
+        // twice never gets here: the key set above sends it to serde_json.)
+        if key == fields.id.first() {
+            id = Some(start..i);
+        }
+        if key == fields.cursor.first() {
+            updated = Some(start..i);
         }
         i = ws(b, i)?;
         match b.get(i) {
@@ -592,5 +587,24 @@ mod tests {
             b.iter_mut().skip(1).step_by(3).for_each(|c| *c = 0x20);
             assert_eq!(special::<false>(&b), None);
         }
+    }
+
+    #[test]
+    fn finds_values_at_configured_paths_in_the_same_pass() {
+        let fields = crate::fields::Fields::from_lookup(&|k: &str| match k {
+            "ID_FIELD" => Some("meta.id".into()),
+            "CURSOR_FIELD" => Some("meta.at".into()),
+            _ => None,
+        })
+        .unwrap();
+        let text = r#"{"x":1,"meta":{"at":1705307400000,"id":"n1","z":{"id":2}},"id":"top"}"#;
+        let k = scan_record_with(text, &fields).unwrap();
+        assert_eq!(k.id, Some(r#""n1""#));
+        assert_eq!(k.updated_at, Some("1705307400000"));
+        // Missing on the way, or not an object: absent.
+        let k = scan_record_with(r#"{"meta":5,"id":1}"#, &fields).unwrap();
+        assert_eq!((k.id, k.updated_at), (None, None));
+        let k = scan_record_with(r#"{"meta":{"id":null}}"#, &fields).unwrap();
+        assert_eq!(k.id, None);
     }
 }

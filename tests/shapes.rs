@@ -20,6 +20,8 @@ on_both_backends!(
     keyset_cursor_paging_reads_every_row,
     a_next_page_url_field_reads_every_row,
     todays_defaults_fail_with_incomplete_read_instead_of_completing,
+    companies_are_keyed_by_company_id,
+    a_nested_epoch_shape_lands_every_row_in_one_stream_and_in_slices,
 );
 
 /// An HTTP source for the playground's `path`, configured by `vars` as a user would.
@@ -305,4 +307,196 @@ async fn paging_ends_with_an_error_never_a_loop_or_a_silent_stop() {
         .unwrap();
     assert_eq!(s.status, Status::DryRun, "{s:?}");
     assert_eq!(s.counts.records_fetched, 3);
+}
+
+async fn companies_are_keyed_by_company_id(kind: Kind) {
+    let env = Env::new(kind).await;
+    let src = shaped(
+        "/cursors/companies",
+        &[
+            ("ID_FIELD", "company_id"),
+            ("API_SINCE_PARAM", "updated_since"),
+        ],
+    );
+    let s = env.scheduled(&src).await;
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(
+        s.counts.records_rejected, 0,
+        "no row quarantined for a missing id: {s:?}"
+    );
+    assert!(s.counts.records_written > 0);
+    let keys: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(".jsonl") && !k.contains("/_"))
+        .collect();
+    let ids: HashSet<String> = env
+        .lines(&keys)
+        .await
+        .iter()
+        .map(|l| l["company_id"].to_string())
+        .collect();
+    assert_eq!(
+        ids.len() as u64,
+        s.counts.records_written,
+        "one line per company"
+    );
+}
+
+/// A shape far from the seed's: records at `result.items`, keyed by `meta.id`, stamped in
+/// epoch milliseconds at `meta.updated_at` (numbers and numeric strings), `since`/`until`
+/// sent in epoch milliseconds, paged by a token at `meta.next_cursor`.
+fn nested_api() -> (common::fixture::FixtureApi, Vec<String>, i64) {
+    use common::fixture::{FixtureApi, Response};
+    use serde_json::json;
+    let base = 1_705_307_400_000i64; // 2024-01-15T08:30:00Z
+    let mut rows: Vec<(i64, Value)> = (0..60)
+        .map(|i| {
+            let ms = base + i * 50_000;
+            let at = if i % 3 == 0 {
+                json!(ms.to_string())
+            } else {
+                json!(ms)
+            };
+            (
+                ms,
+                json!({"meta": {"id": format!("n{i:02}"), "updated_at": at}, "v": i}),
+            )
+        })
+        .collect();
+    let ids = rows
+        .iter()
+        .map(|(_, v)| v["meta"]["id"].as_str().unwrap().to_string())
+        .collect();
+    // Two rows that cannot be synced: no time, and a time in another format.
+    rows.push((i64::MIN, json!({"meta": {"id": "no-time"}})));
+    rows.push((
+        i64::MIN,
+        json!({"meta": {"id": "bad-time", "updated_at": "soon"}}),
+    ));
+    let api = FixtureApi::start(move |req, _| {
+        let bound = |n: &str| req.param(n).map(|v| v.parse::<i64>().expect("epoch ms"));
+        let (since, until) = (bound("updated_after"), bound("updated_before"));
+        let mut sel: Vec<&(i64, Value)> = rows
+            .iter()
+            .filter(|(t, _)| match (*t, since, until) {
+                (i64::MIN, s, u) => s.is_none() && u.is_none(),
+                (t, s, u) => s.is_none_or(|s| t >= s) && u.is_none_or(|u| t < u),
+            })
+            .collect();
+        sel.sort_by_key(|(t, _)| *t);
+        let from: usize = req.param("after").map_or(0, |a| a[1..].parse().unwrap());
+        let page: Vec<&Value> = sel.iter().skip(from).take(7).map(|(_, v)| v).collect();
+        let next = (from + 7 < sel.len()).then(|| format!("o{}", from + 7));
+        Response::json(&json!({"result": {"items": page}, "meta": {"next_cursor": next}}))
+    });
+    (api, ids, base)
+}
+
+const NESTED: &[(&str, &str)] = &[
+    ("API_RECORDS_FIELD", "result.items"),
+    ("ID_FIELD", "meta.id"),
+    ("CURSOR_FIELD", "meta.updated_at"),
+    ("CURSOR_FORMAT", "epoch_ms"),
+    ("API_SINCE_PARAM", "updated_after"),
+    ("API_SINCE_FORMAT", "epoch_ms"),
+    ("API_PAGINATION", "cursor"),
+    ("API_CURSOR_PARAM", "after"),
+    ("API_NEXT_CURSOR_FIELD", "meta.next_cursor"),
+];
+
+async fn a_nested_epoch_shape_lands_every_row_in_one_stream_and_in_slices(kind: Kind) {
+    // One stream, from no state: every row, the two unreadable ones quarantined naming the
+    // path; then an incremental run writes nothing new.
+    let (api, ids, base) = nested_api();
+    let env = Env::new(kind).await;
+    let src = fixture_source(api.url("/x"), NESTED);
+    let s = env.scheduled(&src).await;
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(s.counts.records_written, 60, "{s:?}");
+    assert_eq!(s.counts.records_rejected, 2, "{s:?}");
+    let landed: HashSet<String> = env
+        .lines(&s.objects)
+        .await
+        .iter()
+        .map(|l| l["meta"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(landed, ids.iter().cloned().collect::<HashSet<_>>());
+    let rejected = String::from_utf8(common::decompressed(
+        &s.rejected_objects[0],
+        env.get(&s.rejected_objects[0]).await,
+    ))
+    .unwrap();
+    assert!(rejected.contains("missing `meta.updated_at`"), "{rejected}");
+    assert!(
+        rejected.contains("`meta.updated_at` is not a number of milliseconds"),
+        "{rejected}"
+    );
+    assert_eq!(
+        s.new_cursor.as_deref(),
+        Some("2024-01-15T09:19:10Z"),
+        "the newest row, read from epoch milliseconds"
+    );
+    let again = env.scheduled(&src).await;
+    let asked = api.requests();
+    assert!(
+        asked.iter().any(
+            |r| r.param("updated_after") == Some(&(base + 59 * 50_000 - 7_200_000).to_string())
+        ),
+        "since in epoch ms, cursor - 2 h"
+    );
+    assert_eq!(again.counts.records_written, 0, "{again:?}");
+
+    // In slices (an upper bound, four at once), from a cursor whose window holds every row.
+    let (api, ids, _) = nested_api();
+    let env = Env::new(kind).await;
+    let c = common::commit(
+        &env.state,
+        &env.sync_id,
+        Some(common::ts("2024-01-15T10:00:00Z")),
+        "seed",
+    )
+    .await;
+    assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
+    let mut vars = NESTED.to_vec();
+    vars.push(("API_UNTIL_PARAM", "updated_before"));
+    let src = fixture_source(api.url("/x"), &vars);
+    let settings = replay_sync::Settings {
+        fetch_concurrency: 4,
+        ..env.settings()
+    };
+    let s = env
+        .run_with(&src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(s.counts.records_written, 60, "{s:?}");
+    assert!(
+        api.requests()
+            .iter()
+            .filter(|r| r.param("updated_before").is_some())
+            .count()
+            > 4,
+        "read in slices, each paging on its own"
+    );
+    assert_eq!(
+        landed_ids(&env).await,
+        ids.into_iter().collect::<HashSet<_>>()
+    );
+}
+
+/// Every `meta.id` written to the lake.
+async fn landed_ids(env: &Env) -> HashSet<String> {
+    let keys: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(".jsonl") && !k.contains("/_"))
+        .collect();
+    env.lines(&keys)
+        .await
+        .iter()
+        .map(|l| l["meta"]["id"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -108,3 +108,14 @@ pub fn next_request(reader: &mut impl std::io::BufRead) -> Option<String> {
     }
     Some(line.split_whitespace().nth(1).unwrap_or("/").to_string())
 }
+
+/// Record `i` in another shape: the same fields, its time as epoch milliseconds at
+/// `meta.updated_at` instead of `updatedAt` (read with `CURSOR_FIELD=meta.updated_at`,
+/// `CURSOR_FORMAT=epoch_ms`).
+#[allow(dead_code)]
+pub fn record_nested(i: usize) -> String {
+    let ms = 1_706_745_600_000u64 + (i as u64 % 2_419_200) * 1000; // 2024-02-01 on
+    let plain = record_at(i, "");
+    let cut = plain.rfind(r#","updatedAt":"""#).unwrap_or(plain.len() - 1);
+    format!(r#"{},"meta":{{"v":1,"updated_at":{ms}}}}}"#, &plain[..cut])
+}
