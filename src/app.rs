@@ -5,10 +5,11 @@
 use serde_json::Value;
 use tracing::{error, info};
 
-use crate::config::{AuthConfig, Config, OutputLocation, StateLocation, TokenSource};
+use crate::config::{Config, OutputLocation, StateLocation, TokenSource};
 use crate::error::{Error, Result};
 use crate::event::{BackfillStep, parse_backfill, parse_event};
 pub use crate::sink::any::AnySink;
+use crate::source::auth::Auth;
 use crate::source::http::HttpSource;
 pub use crate::state::any::AnyState;
 use crate::sync::{Engine, Invocation, Planned, RunSummary, Settings, SliceOutcome};
@@ -41,18 +42,20 @@ impl App {
         let sink = AnySink::open(&config.output, aws.as_ref())?;
         let mut source = HttpSource::new(config.api.clone())?;
         if let Some(auth) = &config.api.auth {
-            let token = match &auth.token {
-                TokenSource::Env(secret) => secret.0.clone(),
+            let (credential, var) = match &auth.token {
+                TokenSource::Env(secret) => (secret.0.clone(), "API_AUTH_TOKEN"),
                 TokenSource::SecretsManager { secret_id } => {
                     let aws = aws.as_ref().ok_or_else(|| {
                         Error::config("API_AUTH_SECRET_ARN", "needs the AWS configuration")
                     })?;
                     let client = aws_sdk_secretsmanager::Client::new(aws);
-                    fetch_token(&client, secret_id).await?
+                    let whole = auth.kind.has_parts();
+                    let token = fetch_token(&client, secret_id, whole).await?;
+                    (token, "API_AUTH_SECRET_ARN")
                 }
             };
-            let (name, value) = auth_header(auth, &token)?;
-            source = source.with_auth_header(name, value, &token);
+            let (auth, secrets) = Auth::new(auth, &credential, var)?;
+            source = source.with_auth(auth, &secrets);
         }
         Ok(App {
             settings: Settings {
@@ -175,8 +178,14 @@ fn log_summary(s: &RunSummary) {
 }
 
 /// Reads the API credential from Secrets Manager: the secret string itself, or its `token`
-/// field when it is a JSON object. Called once per cold start; the value is never logged.
-async fn fetch_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<String> {
+/// field when it is a JSON object — or, for a credential of several parts (`whole`), the
+/// string as it is (`user:password`, or JSON). Called once per cold start; the value is
+/// never logged.
+async fn fetch_token(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    whole: bool,
+) -> Result<String> {
     let fail = |message: String| Error::Config {
         var: "API_AUTH_SECRET_ARN".into(),
         message,
@@ -196,6 +205,7 @@ async fn fetch_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -
         .secret_string()
         .ok_or_else(|| fail(format!("the secret {secret_id} has no string value")))?;
     let token = match serde_json::from_str::<serde_json::Value>(text) {
+        _ if whole => text.trim().to_string(),
         Ok(serde_json::Value::Object(o)) => o
             .get("token")
             .and_then(|t| t.as_str())
@@ -211,26 +221,6 @@ async fn fetch_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -
         return Err(fail(format!("the secret {secret_id} is empty")));
     }
     Ok(token)
-}
-
-fn auth_header(
-    auth: &AuthConfig,
-    token: &str,
-) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue)> {
-    let name = reqwest::header::HeaderName::from_bytes(auth.header.as_bytes())
-        .map_err(|_| Error::config("API_AUTH_HEADER", "is not a valid HTTP header name"))?;
-    let value = match &auth.scheme {
-        Some(scheme) => format!("{scheme} {token}"),
-        None => token.to_string(),
-    };
-    // The message must not quote the token.
-    let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
-        Error::config(
-            "API_AUTH_TOKEN",
-            "the credential has characters an HTTP header cannot carry",
-        )
-    })?;
-    Ok((name, value))
 }
 
 /// The Lambda edge: serves the runtime API with [`App::handle`].

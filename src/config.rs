@@ -84,6 +84,39 @@ pub struct AuthConfig {
     /// `API_AUTH_SCHEME`, default `Bearer`; `none` sends the token alone.
     pub scheme: Option<String>,
     pub token: TokenSource,
+    /// `API_AUTH`: what the credential is and how it is sent.
+    pub kind: AuthKind,
+}
+
+/// `API_AUTH`: how the credential reaches the API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuthKind {
+    /// `API_AUTH_HEADER: API_AUTH_SCHEME CREDENTIAL` (the default).
+    #[default]
+    Header,
+    /// `Authorization: Basic …` of the credential `user:password`.
+    Basic,
+    /// The credential as the query parameter `API_AUTH_PARAM`.
+    Query { param: String },
+    /// A token from a login (`API_LOGIN_URL`, the credential's `username` and `password`),
+    /// read at `API_LOGIN_TOKEN_FIELD`, sent as the header.
+    Session {
+        login_url: url::Url,
+        token_field: String,
+    },
+    /// The OAuth2 client-credentials grant at `API_TOKEN_URL` (the credential's `client_id`
+    /// and `client_secret`, `API_SCOPE`), the token sent as the header.
+    OAuth2 {
+        token_url: url::Url,
+        scope: Option<String>,
+    },
+}
+
+impl AuthKind {
+    /// Whether the credential has several parts (`user:password`, or JSON), not one token.
+    pub fn has_parts(&self) -> bool {
+        !matches!(self, AuthKind::Header | AuthKind::Query { .. })
+    }
 }
 
 /// How the HTTP source talks to the API.
@@ -332,8 +365,15 @@ fn parse_bounded(
 }
 
 fn parse_auth(get: &impl Fn(&str) -> Option<String>) -> Result<Option<AuthConfig>> {
+    let kind = parse_auth_kind(get)?;
     let token = match (get("API_AUTH_TOKEN"), get("API_AUTH_SECRET_ARN")) {
         (None, None) => {
+            if let Some(kind) = get("API_AUTH").filter(|k| k != "header") {
+                return Err(Error::config(
+                    "API_AUTH",
+                    format!("{kind} needs a credential: set API_AUTH_TOKEN or API_AUTH_SECRET_ARN"),
+                ));
+            }
             for var in ["API_AUTH_HEADER", "API_AUTH_SCHEME"] {
                 if get(var).is_some() {
                     return Err(Error::config(
@@ -380,7 +420,66 @@ fn parse_auth(get: &impl Fn(&str) -> Option<String>) -> Result<Option<AuthConfig
         header,
         scheme,
         token,
+        kind,
     }))
+}
+
+/// `API_AUTH` and the variables each kind takes (another kind refuses them).
+fn parse_auth_kind(get: &impl Fn(&str) -> Option<String>) -> Result<AuthKind> {
+    let kind = get("API_AUTH").unwrap_or_else(|| "header".into());
+    let own: &[&str] = match kind.as_str() {
+        "header" | "basic" => &[],
+        "query" => &["API_AUTH_PARAM"],
+        "session" => &["API_LOGIN_URL", "API_LOGIN_TOKEN_FIELD"],
+        "oauth2" => &["API_TOKEN_URL", "API_SCOPE"],
+        other => {
+            return Err(Error::config(
+                "API_AUTH",
+                format!("expected header, basic, query, session or oauth2, got {other:?}"),
+            ));
+        }
+    };
+    for var in [
+        "API_AUTH_PARAM",
+        "API_LOGIN_URL",
+        "API_LOGIN_TOKEN_FIELD",
+        "API_TOKEN_URL",
+        "API_SCOPE",
+    ] {
+        if !own.contains(&var) && get(var).is_some() {
+            return Err(Error::config(
+                var,
+                format!("is not used with API_AUTH={kind}"),
+            ));
+        }
+    }
+    let need = |var: &str| {
+        get(var).ok_or_else(|| Error::config(var, format!("is required with API_AUTH={kind}")))
+    };
+    let url = |var: &str| -> Result<url::Url> {
+        let v = need(var)?;
+        parse_http_url(&v).map_err(|_| {
+            Error::config(
+                var,
+                format!("expected an http:// or https:// URL, got {v:?}"),
+            )
+        })
+    };
+    Ok(match kind.as_str() {
+        "basic" => AuthKind::Basic,
+        "query" => AuthKind::Query {
+            param: need("API_AUTH_PARAM")?,
+        },
+        "session" => AuthKind::Session {
+            login_url: url("API_LOGIN_URL")?,
+            token_field: get("API_LOGIN_TOKEN_FIELD").unwrap_or_else(|| "token".into()),
+        },
+        "oauth2" => AuthKind::OAuth2 {
+            token_url: url("API_TOKEN_URL")?,
+            scope: get("API_SCOPE"),
+        },
+        _ => AuthKind::Header,
+    })
 }
 
 fn parse_http_url(v: &str) -> Result<url::Url> {

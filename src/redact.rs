@@ -17,6 +17,9 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct Secrets {
     needles: Arc<Vec<String>>,
+    /// Forms of credentials learnt while running (a session or OAuth2 token), shared by
+    /// every clone.
+    learned: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -55,7 +58,18 @@ impl Secrets {
         needles.retain(|n| !n.is_empty());
         Secrets {
             needles: Arc::new(needles),
+            learned: Arc::default(),
         }
+    }
+
+    /// Scrubs `value` too from now on, in every clone of this set (a token fetched while
+    /// running).
+    pub fn learn(&self, value: &str) {
+        let forms = Secrets::new([value]).needles;
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        learned.extend(forms.iter().cloned());
+        learned.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        learned.dedup();
     }
 
     /// The secrets of an API URL's user-info (`https://user:password@host/`): the user, the
@@ -80,14 +94,18 @@ impl Secrets {
     {
         let mut all: Vec<String> = self.needles.iter().cloned().collect();
         all.extend(values.into_iter().map(|v| v.as_ref().to_string()));
-        Secrets::new(all)
+        Secrets {
+            learned: self.learned.clone(),
+            ..Secrets::new(all)
+        }
     }
 
     /// `text` with every form of every credential replaced by `***` and every email address
     /// by `[email]`.
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out: Cow<'a, str> = Cow::Borrowed(text);
-        for n in self.needles.iter() {
+        let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
+        for n in self.needles.iter().chain(learned.iter()) {
             if out.contains(n.as_str()) {
                 out = Cow::Owned(out.replace(n.as_str(), "***"));
             }
@@ -220,7 +238,7 @@ fn percent_decode(v: &str) -> String {
 }
 
 /// Standard Base64 with padding (RFC 4648 §4).
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

@@ -13,6 +13,7 @@
 //! * Paging refuses to revisit a URL (a loop) or to leave the API's origin.
 //! * URLs in errors and logs carry no query string (it may hold credentials).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 use url::Url;
 
+use super::auth::{Auth, LoginFailed};
 use super::page::{PageScanner, RawElement};
 use super::retry::{self, Attempt};
 use super::{Chunk, PageEnd, Pages, Source};
@@ -45,7 +47,7 @@ const VALIDATION_TASK: usize = 128;
 pub struct HttpSource {
     client: reqwest::Client,
     api: ApiConfig,
-    auth: Option<(HeaderName, HeaderValue)>,
+    auth: Arc<Auth>,
     /// The credential in every form an echo could take: scrubbed from every error.
     secrets: Secrets,
 }
@@ -84,7 +86,7 @@ impl HttpSource {
         Ok(HttpSource {
             client,
             api,
-            auth: None,
+            auth: Arc::new(Auth::None),
             secrets,
         })
     }
@@ -100,7 +102,15 @@ impl HttpSource {
         let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
         self.secrets = self.secrets.with([text.as_str(), secret]);
         value.set_sensitive(true);
-        self.auth = Some((name, value));
+        self.auth = Arc::new(Auth::Header(name, value));
+        self
+    }
+
+    /// Authenticates every request as `auth` says (`API_AUTH`); `secrets` are the
+    /// credential's parts, never printed (tokens join them as they are fetched).
+    pub fn with_auth(mut self, auth: Auth, secrets: &[String]) -> Self {
+        self.secrets = self.secrets.with(secrets);
+        self.auth = Arc::new(auth);
         self
     }
 
@@ -228,9 +238,7 @@ impl HttpSource {
             .client
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
-        if let Some((name, value)) = &self.auth {
-            req = req.header(name, value);
-        }
+        req = self.auth.fixed(req);
         req
     }
 
@@ -238,6 +246,10 @@ impl HttpSource {
     /// this body streams in, so that the API's latency overlaps the work — only a link that
     /// the paging would follow; if the body names another next page, this request is dropped.
     fn request_early(&self, url: &Url, link: &str, pages: &dyn Paging, prefetch: &Prefetch) {
+        // A token may be renewed meanwhile: only fixed credentials go ahead.
+        if self.auth.token().is_some() {
+            return;
+        }
         if let Some(next) = pages.early(url, link) {
             let early = self.request(&next).send();
             prefetch.put(next, tokio::spawn(early));
@@ -313,6 +325,8 @@ impl HttpSource {
         if attempt > 1 && tx.send(Ok(Some(Part::Restart))).await.is_err() {
             return Attempt::Done(None); // the reader is gone: stop quietly
         }
+        // The token the request carried, if it carried one.
+        let mut token = None;
         // A first attempt may find its request already sent (see `Prefetch`).
         let sent = match prefetch.take(url).filter(|_| attempt == 1) {
             Some(early) => match early.await {
@@ -328,7 +342,28 @@ impl HttpSource {
                     };
                 }
             },
-            None => self.request(url).send().await,
+            None => match self.auth.token() {
+                None => self.request(url).send().await,
+                Some(t) => match t
+                    .apply(&self.client, self.request(url), &self.secrets)
+                    .await
+                {
+                    Ok((req, used)) => {
+                        token = Some(used);
+                        req.send().await
+                    }
+                    Err(LoginFailed {
+                        error,
+                        retriable: true,
+                    }) => {
+                        return Attempt::Retry {
+                            error,
+                            retry_after: None,
+                        };
+                    }
+                    Err(LoginFailed { error, .. }) => return Attempt::Fail(error),
+                },
+            },
         };
         let mut resp = match sent {
             Ok(r) => r,
@@ -336,7 +371,25 @@ impl HttpSource {
         };
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
+            if status == 401
+                && let (Some(t), Some(used)) = (self.auth.token(), token)
+                && t.refused(used).await
+            {
+                // A token that ran out early, or was revoked: once more with a new one.
+                return Attempt::Retry {
+                    error: Error::Upstream {
+                        status,
+                        url: redact(url),
+                        attempts: attempt,
+                        excerpt: "the API refused the token (it is fetched again)".into(),
+                    },
+                    retry_after: Some(Duration::ZERO),
+                };
+            }
             return self.failed_status(resp, url, attempt).await;
+        }
+        if let (Some(t), Some(used)) = (self.auth.token(), token) {
+            t.accepted(used).await;
         }
         let link = link_next(resp.headers()).filter(|_| pages.links());
         if let Some(n) = &link {

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::error::Result;
 use crate::record::Entry;
 
+pub mod auth;
 pub mod http;
 pub mod page;
 pub mod paging;
