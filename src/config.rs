@@ -196,41 +196,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
-        let api_url = get("API_URL").ok_or_else(|| {
-            Error::config(
-                "API_URL",
-                "is required: the endpoint that takes a `since` parameter, e.g. http://127.0.0.1:5001/incremental/timestamp",
-            )
-        })?;
-        let url = parse_http_url(&api_url)?;
-
-        let since_param = get("API_SINCE_PARAM").unwrap_or_else(|| "since".into());
-        let until_param = get("API_UNTIL_PARAM");
-        if until_param.as_deref() == Some(since_param.as_str()) {
-            return Err(Error::config(
-                "API_UNTIL_PARAM",
-                format!("names the same parameter as API_SINCE_PARAM ({since_param:?})"),
-            ));
-        }
-        let records_field = get("API_RECORDS_FIELD").unwrap_or_else(|| "data".into());
-        let next_page_field = get("API_NEXT_PAGE_FIELD");
-        let paging = paging::parse(&get)?;
-        let counts = paging::parse_counts(&get)?;
-        let fields = crate::fields::Fields::from_lookup(&get)?;
-        let since_format = match get("API_SINCE_FORMAT") {
-            None => crate::window::WireFormat::Rfc3339,
-            Some(v) => crate::window::WireFormat::parse_name(&v).ok_or_else(|| {
-                Error::config(
-                    "API_SINCE_FORMAT",
-                    format!("expected rfc3339, rfc3339_millis, epoch_s or epoch_ms, got {v:?}"),
-                )
-            })?,
-        };
-        let fields = if fields.is_default() {
-            crate::fields::Fields::shared_default()
-        } else {
-            std::sync::Arc::new(fields)
-        };
+        let api = parse_api(&get)?;
 
         let buffer = match get("BUFFER_HOURS") {
             None => TimeDelta::hours(2),
@@ -265,16 +231,7 @@ impl Config {
         };
         // Bounded: a Lambda runs 900 s at most, and an absurd value must not overflow the
         // clock arithmetic (it once panicked).
-        let timeout_secs = parse_bounded(&get, "API_TIMEOUT_SECONDS", 30, 900)?;
-        let auth = parse_auth(&get)?;
-        let max_attempts = parse_bounded(&get, "API_MAX_ATTEMPTS", 6, 100)?;
         let margin = parse_bounded(&get, "DEADLINE_MARGIN_SECONDS", 30, 900)?;
-        let max_record_bytes = parse_bounded(
-            &get,
-            "MAX_RECORD_BYTES",
-            DEFAULT_MAX_RECORD_BYTES,
-            1024 * 1024 * 1024,
-        )?;
         let fetch_concurrency = parse_bounded(
             &get,
             "FETCH_CONCURRENCY",
@@ -296,21 +253,7 @@ impl Config {
         };
 
         Ok(Config {
-            api: ApiConfig {
-                url,
-                since_param,
-                until_param,
-                records_field,
-                next_page_field,
-                paging,
-                counts,
-                fields,
-                since_format,
-                timeout: std::time::Duration::from_secs(timeout_secs as u64),
-                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-                auth,
-                max_record_bytes,
-            },
+            api,
             buffer,
             sync_id,
             state,
@@ -323,6 +266,70 @@ impl Config {
             audit,
         })
     }
+}
+
+/// The variables that describe the API: where, its shape, its paging, its credential.
+fn parse_api(get: &impl Fn(&str) -> Option<String>) -> Result<ApiConfig> {
+    let api_url = get("API_URL").ok_or_else(|| {
+        Error::config(
+            "API_URL",
+            "is required: the endpoint that takes a `since` parameter, e.g. http://127.0.0.1:5001/incremental/timestamp",
+        )
+    })?;
+    let url = parse_http_url(&api_url)?;
+
+    let since_param = get("API_SINCE_PARAM").unwrap_or_else(|| "since".into());
+    let until_param = get("API_UNTIL_PARAM");
+    if until_param.as_deref() == Some(since_param.as_str()) {
+        return Err(Error::config(
+            "API_UNTIL_PARAM",
+            format!("names the same parameter as API_SINCE_PARAM ({since_param:?})"),
+        ));
+    }
+    let records_field = get("API_RECORDS_FIELD").unwrap_or_else(|| "data".into());
+    let next_page_field = get("API_NEXT_PAGE_FIELD");
+    let paging = paging::parse(get)?;
+    let counts = paging::parse_counts(get)?;
+    let fields = crate::fields::Fields::from_lookup(get)?;
+    let since_format = match get("API_SINCE_FORMAT") {
+        None => crate::window::WireFormat::Rfc3339,
+        Some(v) => crate::window::WireFormat::parse_name(&v).ok_or_else(|| {
+            Error::config(
+                "API_SINCE_FORMAT",
+                format!("expected rfc3339, rfc3339_millis, epoch_s or epoch_ms, got {v:?}"),
+            )
+        })?,
+    };
+    let fields = if fields.is_default() {
+        crate::fields::Fields::shared_default()
+    } else {
+        std::sync::Arc::new(fields)
+    };
+
+    // Bounded: a Lambda runs 900 s at most, and an absurd value must not overflow the
+    // clock arithmetic (it once panicked).
+    let timeout_secs = parse_bounded(get, "API_TIMEOUT_SECONDS", 30, 900)?;
+    let max_attempts = parse_bounded(get, "API_MAX_ATTEMPTS", 6, 100)?;
+    Ok(ApiConfig {
+        url,
+        since_param,
+        until_param,
+        records_field,
+        next_page_field,
+        paging,
+        counts,
+        fields,
+        since_format,
+        timeout: std::time::Duration::from_secs(timeout_secs as u64),
+        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+        auth: parse_auth(get)?,
+        max_record_bytes: parse_bounded(
+            get,
+            "MAX_RECORD_BYTES",
+            DEFAULT_MAX_RECORD_BYTES,
+            1024 * 1024 * 1024,
+        )?,
+    })
 }
 
 /// Parses a buffer in hours: a plain decimal number, not negative.

@@ -269,12 +269,13 @@ impl TokenAuth {
         }
     }
 
-    async fn fetch(
+    /// The request that asks for a token, the field of the answer that holds it, and the
+    /// variable naming where it goes.
+    fn token_request(
         &self,
         client: &reqwest::Client,
-        secrets: &Secrets,
-    ) -> std::result::Result<Token, LoginFailed> {
-        let (url, req, field, var) = match &self.grant {
+    ) -> (&Url, reqwest::RequestBuilder, &str, &'static str) {
+        match &self.grant {
             Grant::Session {
                 url,
                 username,
@@ -282,12 +283,8 @@ impl TokenAuth {
                 field,
             } => {
                 let body = serde_json::json!({"username": username, "password": password});
-                (
-                    url,
-                    client.post(url.clone()).json(&body),
-                    field.as_str(),
-                    "API_LOGIN_URL",
-                )
+                let req = client.post(url.clone()).json(&body);
+                (url, req, field.as_str(), "API_LOGIN_URL")
             }
             Grant::OAuth2 {
                 url,
@@ -311,29 +308,23 @@ impl TokenAuth {
                     .body(form.finish());
                 (url, req, "access_token", "API_TOKEN_URL")
             }
-        };
+        }
+    }
+
+    /// Fetches a token. Every failure is scrubbed of the credential; 429, 5xx and broken
+    /// connections may be tried again.
+    async fn fetch(
+        &self,
+        client: &reqwest::Client,
+        secrets: &Secrets,
+    ) -> std::result::Result<Token, LoginFailed> {
+        let (url, req, field, var) = self.token_request(client);
         let fail = |error: Error, retriable: bool| LoginFailed {
             error: error.scrubbed(secrets),
             retriable,
         };
-        let resp = req
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                let message = format!("the token request failed ({var}): {}", e.without_url());
-                fail(
-                    Error::Transport {
-                        url: redact(url),
-                        attempts: 1,
-                        message,
-                    },
-                    true,
-                )
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| {
-            let message = format!("the token response broke off ({var}): {e}");
+        let broke = |what: &str, e: &dyn std::fmt::Display| {
+            let message = format!("the token {what} ({var}): {e}");
             fail(
                 Error::Transport {
                     url: redact(url),
@@ -342,7 +333,17 @@ impl TokenAuth {
                 },
                 true,
             )
-        })?;
+        };
+        let resp = req
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| broke("request failed", &e.without_url()))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| broke("response broke off", &e))?;
         if !(200..300).contains(&status) {
             let excerpt: String = String::from_utf8_lossy(&body).chars().take(120).collect();
             let error = Error::Upstream {
@@ -353,34 +354,44 @@ impl TokenAuth {
             };
             return Err(fail(error, status == 429 || status >= 500));
         }
-        let malformed = |message: String| {
-            fail(
-                Error::MalformedResponse {
-                    url: redact(url),
-                    message,
-                },
-                false,
-            )
-        };
-        let json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| malformed(format!("the token response is not JSON ({var})")))?;
+        self.read_token(&body, field, var, secrets)
+            .map_err(|message| {
+                fail(
+                    Error::MalformedResponse {
+                        url: redact(url),
+                        message,
+                    },
+                    false,
+                )
+            })
+    }
+
+    /// The token in a successful answer, learnt by `secrets` before anything else is done
+    /// with it; renewed a little before it ends (a tenth of its life, at most 30 s, before).
+    fn read_token(
+        &self,
+        body: &[u8],
+        field: &str,
+        var: &str,
+        secrets: &Secrets,
+    ) -> std::result::Result<Token, String> {
+        let json: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| format!("the token response is not JSON ({var})"))?;
         let pointer = format!("/{}", field.replace('.', "/"));
         let token = json
             .pointer(&pointer)
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| malformed(format!("the token response has no string `{field}`")))?;
+            .ok_or_else(|| format!("the token response has no string `{field}` ({var})"))?;
         secrets.learn(token);
         let text = match &self.scheme {
             Some(s) => format!("{s} {token}"),
             None => token.to_string(),
         };
         secrets.learn(&text);
-        let mut value = HeaderValue::from_str(&text).map_err(|_| {
-            malformed("the token has characters an HTTP header cannot carry".into())
-        })?;
+        let mut value = HeaderValue::from_str(&text)
+            .map_err(|_| "the token has characters an HTTP header cannot carry".to_string())?;
         value.set_sensitive(true);
-        // Renewed a little before it ends: a tenth of its life, at most 30 s, before.
         let renew_at = json
             .get("expires_in")
             .and_then(|e| {

@@ -291,9 +291,9 @@ impl HttpSource {
         }
     }
 
-    /// One attempt at one page: streams the body through the scanner, sending entries as
-    /// they complete. Returns what the page said about what follows (`None`: the reader is
-    /// gone).
+    /// One attempt at one page: sends the request, then streams the body through the
+    /// scanner, sending entries as they complete. Returns what the page said about what
+    /// follows (`None`: the reader is gone).
     async fn read_page(
         &self,
         url: &Url,
@@ -302,29 +302,30 @@ impl HttpSource {
         pages: &dyn Paging,
         prefetch: &Prefetch,
     ) -> Attempt<Option<PageRead>> {
-        let transport = |e: reqwest::Error| {
-            // Timeouts, refused or reset connections, bodies cut short: worth another try.
-            let retriable =
-                e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
-            let error = Error::Transport {
-                url: redact(url),
-                attempts: attempt,
-                // reqwest's message quotes the URL, query string and all: drop it.
-                message: error_chain(&e.without_url()),
-            };
-            if retriable {
-                Attempt::Retry {
-                    error,
-                    retry_after: None,
-                }
-            } else {
-                Attempt::Fail(error)
-            }
-        };
         // A retry reads the page from its start: say so before its rows come again.
         if attempt > 1 && tx.send(Ok(Some(Part::Restart))).await.is_err() {
             return Attempt::Done(None); // the reader is gone: stop quietly
         }
+        let resp = match self.send_page(url, attempt, prefetch).await {
+            Ok(resp) => resp,
+            Err(failed) => return failed,
+        };
+        let link = link_next(resp.headers()).filter(|_| pages.links());
+        if let Some(n) = &link {
+            self.request_early(url, n, pages, prefetch);
+        }
+        self.read_body(resp, url, attempt, tx, pages, link).await
+    }
+
+    /// The answer to the GET of `url`, a success: the early request if one was made, else a
+    /// request with the credential (a token fetched first when needed). A 401 with a token
+    /// that may have gone stale is retried once with a new one.
+    async fn send_page(
+        &self,
+        url: &Url,
+        attempt: u32,
+        prefetch: &Prefetch,
+    ) -> std::result::Result<reqwest::Response, Attempt<Option<PageRead>>> {
         // The token the request carried, if it carried one.
         let mut token = None;
         // A first attempt may find its request already sent (see `Prefetch`).
@@ -332,14 +333,14 @@ impl HttpSource {
             Some(early) => match early.await {
                 Ok(r) => r,
                 Err(e) => {
-                    return Attempt::Retry {
+                    return Err(Attempt::Retry {
                         error: Error::Transport {
                             url: redact(url),
                             attempts: attempt,
                             message: format!("the early request failed: {e}"),
                         },
                         retry_after: None,
-                    };
+                    });
                 }
             },
             None => match self.auth.token() {
@@ -352,23 +353,19 @@ impl HttpSource {
                         token = Some(used);
                         req.send().await
                     }
-                    Err(LoginFailed {
-                        error,
-                        retriable: true,
-                    }) => {
-                        return Attempt::Retry {
-                            error,
-                            retry_after: None,
-                        };
+                    Err(LoginFailed { error, retriable }) => {
+                        return Err(match retriable {
+                            true => Attempt::Retry {
+                                error,
+                                retry_after: None,
+                            },
+                            false => Attempt::Fail(error),
+                        });
                     }
-                    Err(LoginFailed { error, .. }) => return Attempt::Fail(error),
                 },
             },
         };
-        let mut resp = match sent {
-            Ok(r) => r,
-            Err(e) => return transport(e),
-        };
+        let resp = sent.map_err(|e| transport(e, url, attempt))?;
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
             if status == 401
@@ -376,7 +373,7 @@ impl HttpSource {
                 && t.refused(used).await
             {
                 // A token that ran out early, or was revoked: once more with a new one.
-                return Attempt::Retry {
+                return Err(Attempt::Retry {
                     error: Error::Upstream {
                         status,
                         url: redact(url),
@@ -384,17 +381,28 @@ impl HttpSource {
                         excerpt: "the API refused the token (it is fetched again)".into(),
                     },
                     retry_after: Some(Duration::ZERO),
-                };
+                });
             }
-            return self.failed_status(resp, url, attempt).await;
+            return Err(self.failed_status(resp, url, attempt).await);
         }
         if let (Some(t), Some(used)) = (self.auth.token(), token) {
             t.accepted(used).await;
         }
-        let link = link_next(resp.headers()).filter(|_| pages.links());
-        if let Some(n) = &link {
-            self.request_early(url, n, pages, prefetch);
-        }
+        Ok(resp)
+    }
+
+    /// Streams the body of a successful answer through the scanner, the records of each
+    /// network chunk validated by tasks of their own (the reader awaits them in order).
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+        url: &Url,
+        attempt: u32,
+        tx: &mpsc::Sender<Result<Option<Part>>>,
+        pages: &dyn Paging,
+        link: Option<String>,
+    ) -> Attempt<Option<PageRead>> {
+        let status = resp.status().as_u16();
         let next_field = self
             .api
             .next_page_field
@@ -407,35 +415,27 @@ impl HttpSource {
         let mut bytes = 0u64;
         let mut records = 0u64;
         let mut content = pages.compares_pages().then(xxhash_rust::xxh3::Xxh3::new);
+        let malformed = |message| {
+            Attempt::Fail(Error::MalformedResponse {
+                url: redact(url),
+                message,
+            })
+        };
         loop {
             let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
-                Err(e) => return transport(e),
+                Err(e) => return transport(e, url, attempt),
             };
             bytes += chunk.len() as u64;
             let mut elements = Vec::new();
             let fed = scanner.feed_raw(&chunk, &mut elements);
-            let malformed = |message| {
-                Attempt::Fail(Error::MalformedResponse {
-                    url: redact(url),
-                    message,
-                })
-            };
-            if elements.is_empty() {
-                match fed {
-                    Ok(()) => continue,
-                    Err(message) => return malformed(message),
-                }
-            }
             records += elements.len() as u64;
             if let Some(h) = content.as_mut() {
                 for e in &elements {
                     h.update(e.bytes());
                 }
             }
-            // The records are validated on another worker while this one reads on; the
-            // reader awaits the results in order.
             // A network chunk can hold hundreds of records: a few tasks share them.
             let mut elements = elements.into_iter().peekable();
             while elements.peek().is_some() {
@@ -459,12 +459,7 @@ impl HttpSource {
         }
         let tail = match scanner.finish() {
             Ok(t) => t,
-            Err(message) => {
-                return Attempt::Fail(Error::MalformedResponse {
-                    url: redact(url),
-                    message,
-                });
-            }
+            Err(message) => return malformed(message),
         };
         info!(status, bytes, url = %self.secrets.scrub(&redact(url)), "API page received");
         Attempt::Done(Some(PageRead {
@@ -474,6 +469,27 @@ impl HttpSource {
             records,
             content: content.map_or(0, |h| h.digest128()),
         }))
+    }
+}
+
+/// A failed request or body: timeouts, refused or reset connections and bodies cut short are
+/// worth another try.
+fn transport<T>(e: reqwest::Error, url: &Url, attempt: u32) -> Attempt<T> {
+    let retriable =
+        e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
+    let error = Error::Transport {
+        url: redact(url),
+        attempts: attempt,
+        // reqwest's message quotes the URL, query string and all: drop it.
+        message: error_chain(&e.without_url()),
+    };
+    if retriable {
+        Attempt::Retry {
+            error,
+            retry_after: None,
+        }
+    } else {
+        Attempt::Fail(error)
     }
 }
 

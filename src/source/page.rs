@@ -475,26 +475,7 @@ impl PageScanner {
                 | State::AfterValue
                 | State::Done => self.top_level(b, i)?,
                 State::Value => {
-                    if self.target == Target::Descend {
-                        if b != b'{' {
-                            return Err(format!(
-                                "`{}` is not an object on the way to `{}` (API_RECORDS_FIELD)",
-                                self.records_path[..=self.depth].join("."),
-                                self.records_field
-                            ));
-                        }
-                        self.depth += 1;
-                        self.state = State::KeyOrEnd { first: true };
-                    } else if self.target == Target::Records {
-                        if b != b'[' {
-                            return Err(format!(
-                                "`{}` is not an array (API_RECORDS_FIELD must name the array of records)",
-                                self.records_field
-                            ));
-                        }
-                        self.state = State::ElemOrEnd { first: true };
-                    } else {
-                        self.start_value(State::Capture);
+                    if !self.value_starts(b)? {
                         continue; // the value scanner sees this byte
                     }
                 }
@@ -594,6 +575,39 @@ impl PageScanner {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The first byte `b` of a top-level value (or one on the way to the records): the
+    /// records array opens, an object on the way is entered, or any other value is captured
+    /// — then `false`: the value scanner must see `b` too.
+    fn value_starts(&mut self, b: u8) -> Result<bool, String> {
+        match self.target {
+            Target::Descend => {
+                if b != b'{' {
+                    return Err(format!(
+                        "`{}` is not an object on the way to `{}` (API_RECORDS_FIELD)",
+                        self.records_path[..=self.depth].join("."),
+                        self.records_field
+                    ));
+                }
+                self.depth += 1;
+                self.state = State::KeyOrEnd { first: true };
+            }
+            Target::Records => {
+                if b != b'[' {
+                    return Err(format!(
+                        "`{}` is not an array (API_RECORDS_FIELD must name the array of records)",
+                        self.records_field
+                    ));
+                }
+                self.state = State::ElemOrEnd { first: true };
+            }
+            _ => {
+                self.start_value(State::Capture);
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Ends the page: checks that the body was complete and had the records array.

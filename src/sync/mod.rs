@@ -42,6 +42,7 @@ mod backfill;
 mod commit;
 mod fetch;
 mod plan;
+mod sliced;
 mod slices;
 mod summary;
 mod writer;
