@@ -22,6 +22,7 @@ on_both_backends!(
     todays_defaults_fail_with_incomplete_read_instead_of_completing,
     companies_are_keyed_by_company_id,
     a_nested_epoch_shape_lands_every_row_in_one_stream_and_in_slices,
+    a_thousand_page_cursor_window_in_slices_lands_every_row,
 );
 
 /// An HTTP source for the playground's `path`, configured by `vars` as a user would.
@@ -200,7 +201,16 @@ fn fixture_source(url: String, vars: &[(&str, &str)]) -> HttpSource {
     })
     .unwrap_or_else(|e| panic!("{e}"))
     .api;
-    HttpSource::new(api).unwrap()
+    // With its credential from `API_AUTH_TOKEN`, as the binary builds it.
+    let src = HttpSource::new(api.clone()).unwrap();
+    match (&api.auth, vars.iter().find(|(k, _)| *k == "API_AUTH_TOKEN")) {
+        (Some(auth), Some((_, credential))) => {
+            let (auth, secrets) =
+                replay_sync::source::auth::Auth::new(auth, credential, "API_AUTH_TOKEN").unwrap();
+            src.with_auth(auth, &secrets)
+        }
+        _ => src,
+    }
 }
 
 fn rows(n: usize) -> Vec<Value> {
@@ -348,12 +358,21 @@ async fn companies_are_keyed_by_company_id(kind: Kind) {
 /// epoch milliseconds at `meta.updated_at` (numbers and numeric strings), `since`/`until`
 /// sent in epoch milliseconds, paged by a token at `meta.next_cursor`.
 fn nested_api() -> (common::fixture::FixtureApi, Vec<String>, i64) {
+    nested_api_of(60, 7, 50_000)
+}
+
+/// [`nested_api`] with `n` rows `every` milliseconds apart, `per_page` a page.
+fn nested_api_of(
+    n: i64,
+    per_page: usize,
+    every: i64,
+) -> (common::fixture::FixtureApi, Vec<String>, i64) {
     use common::fixture::{FixtureApi, Response};
     use serde_json::json;
     let base = 1_705_307_400_000i64; // 2024-01-15T08:30:00Z
-    let mut rows: Vec<(i64, Value)> = (0..60)
+    let mut rows: Vec<(i64, Value)> = (0..n)
         .map(|i| {
-            let ms = base + i * 50_000;
+            let ms = base + i * every;
             let at = if i % 3 == 0 {
                 json!(ms.to_string())
             } else {
@@ -387,8 +406,13 @@ fn nested_api() -> (common::fixture::FixtureApi, Vec<String>, i64) {
             .collect();
         sel.sort_by_key(|(t, _)| *t);
         let from: usize = req.param("after").map_or(0, |a| a[1..].parse().unwrap());
-        let page: Vec<&Value> = sel.iter().skip(from).take(7).map(|(_, v)| v).collect();
-        let next = (from + 7 < sel.len()).then(|| format!("o{}", from + 7));
+        let page: Vec<&Value> = sel
+            .iter()
+            .skip(from)
+            .take(per_page)
+            .map(|(_, v)| v)
+            .collect();
+        let next = (from + per_page < sel.len()).then(|| format!("o{}", from + per_page));
         Response::json(&json!({"result": {"items": page}, "meta": {"next_cursor": next}}))
     });
     (api, ids, base)
@@ -499,4 +523,78 @@ async fn landed_ids(env: &Env) -> HashSet<String> {
         .iter()
         .map(|l| l["meta"]["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// A window of 3,000 rows at 3 a page — a thousand pages by cursor token — read in eight
+/// slices, each paging on its own, with splits: every row lands once (issue 21).
+async fn a_thousand_page_cursor_window_in_slices_lands_every_row(kind: Kind) {
+    let (api, ids, _) = nested_api_of(3000, 3, 2_000);
+    let env = Env::new(kind).await;
+    let c = common::commit(
+        &env.state,
+        &env.sync_id,
+        Some(common::ts("2024-01-15T10:00:00Z")),
+        "seed",
+    )
+    .await;
+    assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
+    let mut vars = NESTED.to_vec();
+    vars.push(("API_UNTIL_PARAM", "updated_before"));
+    let src = fixture_source(api.url("/x"), &vars);
+    let settings = replay_sync::Settings {
+        fetch_concurrency: 8,
+        ..env.settings()
+    };
+    let s = env
+        .run_with(&src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert!(s.counts.pages >= 1000, "{} pages", s.counts.pages);
+    assert_eq!(s.counts.records_written, 3000, "{s:?}");
+    assert_eq!(
+        landed_ids(&env).await,
+        ids.into_iter().collect::<HashSet<_>>()
+    );
+}
+
+/// `API_AUTH=query`: the credential as a query parameter, never printed (URLs in messages
+/// carry no query string, and the key is scrubbed besides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_the_query_reads_and_is_never_printed() {
+    use common::fixture::{FixtureApi, Response};
+    let api = FixtureApi::start(|req, _| {
+        if req.param("api_key") != Some("k3y-value") {
+            return Response::raw(
+                401,
+                format!(r#"{{"error": "bad key {:?}"}}"#, req.param("api_key")),
+            );
+        }
+        common::fixture::records_page(&rows(4), common::fixture::Paging::None, req)
+    });
+    let env = Env::new(Kind::File).await;
+    let vars = |key: &'static str| {
+        let mut v = vec![("API_AUTH", "query"), ("API_AUTH_PARAM", "api_key")];
+        v.push(("API_AUTH_TOKEN", key));
+        v
+    };
+    let s = env
+        .run_with(
+            &fixture_source(api.url("/x"), &vars("k3y-value")),
+            &env.settings(),
+            &RunRequest::scheduled(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.counts.records_written, 4);
+    let err = env
+        .run_with(
+            &fixture_source(api.url("/x"), &vars("wrong-k3y")),
+            &env.settings(),
+            &RunRequest::scheduled(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 401"), "{err}");
+    assert!(!err.to_string().contains("wrong-k3y"), "{err}");
 }
