@@ -32,6 +32,44 @@ on_both_backends_and_sliced!(
     an_audit_heals_and_counts_exactly_what_the_buffer_missed,
 );
 
+/// The same property with an API of another shape: nested epoch-millisecond records under
+/// `result.items`, offset paging, `since` in epoch milliseconds (issue 21) — one stream on
+/// both backends, and four slices on files.
+mod another_shape {
+    use super::*;
+
+    async fn shaped<F: std::future::Future>(test: F) -> F::Output {
+        SHAPED.with(|s| s.set(true));
+        let out = test.await;
+        SHAPED.with(|s| s.set(false));
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_row_is_missed_on_files() {
+        shaped(no_row_is_missed_when_every_lag_fits_the_buffer(Kind::File)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_row_is_missed_on_aws() {
+        shaped(no_row_is_missed_when_every_lag_fits_the_buffer(Kind::Aws)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_row_is_missed_in_4_slices_on_files() {
+        shaped(common::sliced(
+            4,
+            no_row_is_missed_when_every_lag_fits_the_buffer(Kind::File),
+        ))
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn misses_are_detected_on_files() {
+        shaped(misses_are_detected_when_lags_exceed_the_buffer(Kind::File)).await
+    }
+}
+
 /// Two more concurrency levels, swapped between the backends.
 mod more_slices {
     use super::*;
@@ -113,11 +151,36 @@ fn schedule(seed: u64, max_lag: TimeDelta) -> Schedule {
 /// What a consumer sees: per id, `(updatedAt, _synced_at, seq)` of the winning line.
 type View = BTreeMap<String, (DateTime<Utc>, String, u64)>;
 
+thread_local! {
+    /// The test running on this thread reads the replica through [`replica::shaped_api`].
+    static SHAPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn shaped() -> bool {
+    SHAPED.with(|s| s.get())
+}
+
+/// A line's id and time, in the seed's shape or the other one.
+fn id_and_time(l: &Value) -> (String, DateTime<Utc>) {
+    if shaped() {
+        let ms = l["meta"]["ts"].as_i64().unwrap();
+        (
+            l["meta"]["id"].as_str().unwrap().to_string(),
+            DateTime::from_timestamp_millis(ms).unwrap(),
+        )
+    } else {
+        (
+            l["id"].as_str().unwrap().to_string(),
+            common::ts(l["updatedAt"].as_str().unwrap()),
+        )
+    }
+}
+
 fn absorb(view: &mut View, lines: &[Value]) {
     for l in lines {
-        let id = l["id"].as_str().unwrap().to_string();
+        let (id, at) = id_and_time(l);
         let cand = (
-            common::ts(l["updatedAt"].as_str().unwrap()),
+            at,
             l["_synced_at"].as_str().unwrap().to_string(),
             l["seq"].as_u64().unwrap(),
         );
@@ -147,8 +210,29 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
     let sched = schedule(seed, max_lag);
     // With slices, short pages: a slice spans several, so dense slices get split.
     let per_page = if common::slices() > 1 { 2 } else { 7 };
-    let api = replica::api(sched.replica.clone(), per_page);
-    let src = source(&api.url("/users"));
+    let (api, src) = if shaped() {
+        let api = replica::shaped_api(sched.replica.clone(), per_page);
+        let url = api.url("/users");
+        let mut vars = replica::SHAPED.to_vec();
+        if common::slices() > 1 {
+            vars.push(("API_UNTIL_PARAM", "updated_before"));
+        }
+        let cfg = replay_sync::Config::from_lookup(|k| {
+            if k == "API_URL" {
+                return Some(url.clone());
+            }
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let src = replay_sync::source::http::HttpSource::new(cfg.api).unwrap();
+        (api, src)
+    } else {
+        let api = replica::api(sched.replica.clone(), per_page);
+        let src = source(&api.url("/users"));
+        (api, src)
+    };
     let mut settings = env.settings();
     settings.buffer = buffer;
     let mut view = View::new();
@@ -198,20 +282,21 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
         // The windows were read in slices: ranges with an upper bound, and more ranges than
         // a fixed cut gives (dense slices were split).
         let reqs = api.requests();
+        let (since, until) = match shaped() {
+            true => ("updated_after", "updated_before"),
+            false => ("since", "until"),
+        };
         let ranges: std::collections::BTreeSet<_> = reqs
             .iter()
-            .filter(|r| r.param("page").is_none())
+            .filter(|r| r.param("page").is_none() && r.param("offset").is_none_or(|o| o == "0"))
             .map(|r| {
                 (
-                    r.param("since").map(str::to_string),
-                    r.param("until").map(str::to_string),
+                    r.param(since).map(str::to_string),
+                    r.param(until).map(str::to_string),
                 )
             })
             .collect();
-        assert!(
-            reqs.iter().any(|r| r.param("until").is_some()),
-            "seed {seed}"
-        );
+        assert!(reqs.iter().any(|r| r.param(until).is_some()), "seed {seed}");
         // Each run's window starts cut in `slices()`; more ranges were split off.
         out.splits = ranges
             .len()
@@ -222,7 +307,7 @@ async fn play(kind: Kind, seed: u64, max_lag: TimeDelta, buffer: TimeDelta) -> O
         .keys()
         .await
         .into_iter()
-        .filter(|k| k.ends_with(".jsonl") && !k.contains("/_rejected/"))
+        .filter(|k| k.ends_with(".jsonl") && !k.contains("/_"))
         .collect();
     let mut whole = View::new();
     absorb(&mut whole, &env.lines(&keys).await);

@@ -88,3 +88,54 @@ pub fn api(replica: Arc<Replica>, per_page: usize) -> FixtureApi {
         fixture::records_page(&rows, Paging::LinkHeader(per_page), req)
     })
 }
+
+/// The same replica behind an API of another shape: records `{"meta": {"id", "ts"}, …}`
+/// stamped in epoch milliseconds, under `result.items`, paged by `offset`/`limit` with a
+/// `total`, bounded by `updated_after` (inclusive) and `updated_before` in epoch
+/// milliseconds. Read with [`SHAPED`].
+pub fn shaped_api(replica: Arc<Replica>, per_page: usize) -> FixtureApi {
+    FixtureApi::start(move |req, _| {
+        let now = replica.now.lock().unwrap().expect("set the clock first");
+        let bound = |n: &str| req.param(n).map(|v| v.parse::<i64>().expect("epoch ms"));
+        let (since, until) = (bound("updated_after"), bound("updated_before"));
+        let mut rows: Vec<Update> = replica
+            .visible(now)
+            .into_values()
+            .filter(|u| {
+                let ms = u.at.timestamp_millis();
+                since.is_none_or(|s| ms >= s) && until.is_none_or(|t| ms < t)
+            })
+            .collect();
+        rows.sort_by_key(|u| (u.at, u.id.clone()));
+        let offset: usize = req
+            .param("offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<Value> = rows
+            .iter()
+            .skip(offset)
+            .take(per_page)
+            .map(|u| {
+                serde_json::json!({
+                    "meta": {"id": u.id, "ts": u.at.timestamp_millis()},
+                    "seq": u.seq,
+                    "name": format!("Name {}", u.id),
+                })
+            })
+            .collect();
+        fixture::Response::json(
+            &serde_json::json!({"result": {"items": page}, "total": rows.len()}),
+        )
+    })
+}
+
+/// The variables that read [`shaped_api`].
+pub const SHAPED: &[(&str, &str)] = &[
+    ("API_RECORDS_FIELD", "result.items"),
+    ("ID_FIELD", "meta.id"),
+    ("CURSOR_FIELD", "meta.ts"),
+    ("CURSOR_FORMAT", "epoch_ms"),
+    ("API_SINCE_PARAM", "updated_after"),
+    ("API_SINCE_FORMAT", "epoch_ms"),
+    ("API_PAGINATION", "offset"),
+];
