@@ -64,13 +64,21 @@ pub struct Fields {
     pub id: FieldPath,
     pub cursor: FieldPath,
     pub format: CursorFormat,
+    /// Lines carry the time as [`CURSOR_COLUMN`] (RFC 3339 UTC) beside `_synced_at`: with any
+    /// shape but the seed's, so that one query finds the latest row per id whatever the
+    /// API's field and format.
+    pub cursor_column: bool,
 }
+
+/// The normalised time written beside `_synced_at` when the shape is not the seed's.
+pub const CURSOR_COLUMN: &str = "_cursor";
 
 static DEFAULT: LazyLock<Arc<Fields>> = LazyLock::new(|| {
     Arc::new(Fields {
         id: FieldPath::of("id"),
         cursor: FieldPath::of("updatedAt"),
         format: CursorFormat::Rfc3339,
+        cursor_column: false,
     })
 });
 
@@ -101,11 +109,13 @@ impl Fields {
                 )
             })?,
         };
-        let fields = Fields {
+        let mut fields = Fields {
             id: path("ID_FIELD", "id")?,
             cursor: path("CURSOR_FIELD", "updatedAt")?,
             format,
+            cursor_column: false,
         };
+        fields.cursor_column = !fields.is_default();
         if fields.id == fields.cursor {
             return Err(Error::config(
                 "CURSOR_FIELD",
@@ -115,11 +125,16 @@ impl Fields {
                 ),
             ));
         }
-        if fields.id.first() == b"_synced_at" || fields.cursor.first() == b"_synced_at" {
-            return Err(Error::config(
-                "CURSOR_FIELD",
-                "`_synced_at` is the field replay-sync adds: it cannot be the record's id or time",
-            ));
+        for reserved in [b"_synced_at".as_slice(), CURSOR_COLUMN.as_bytes()] {
+            if fields.id.first() == reserved || fields.cursor.first() == reserved {
+                return Err(Error::config(
+                    "CURSOR_FIELD",
+                    format!(
+                        "`{}` is a field replay-sync adds: it cannot be the record's id or time",
+                        String::from_utf8_lossy(reserved)
+                    ),
+                ));
+            }
         }
         Ok(fields)
     }

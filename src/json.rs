@@ -79,7 +79,10 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         let key_start = i + 1;
         let key_end = key_start + plain_string(&b[key_start..])?;
         // A duplicate key, or the field replay-sync adds: serde_json words the rejection.
-        if &b[key_start..key_end] == RESERVED || !keys.insert(b, key_start, key_end - key_start) {
+        let key = &b[key_start..key_end];
+        let reserved = key == RESERVED
+            || (fields.cursor_column && key == crate::fields::CURSOR_COLUMN.as_bytes());
+        if reserved || !keys.insert(b, key_start, key_end - key_start) {
             return None;
         }
         i = ws(b, key_end + 1)?;
@@ -88,7 +91,6 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         }
         let start = ws(b, i + 1)?;
         i = value(b, start, 1)?;
-        let key = &b[key_start..key_end];
         // The two paths may start at the same key (`meta.id`, `meta.updated_at`). (A key
         // twice never gets here: the key set above sends it to serde_json.)
         if key == fields.id.first() {

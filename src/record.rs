@@ -31,6 +31,8 @@ pub struct Record {
     /// The record's JSON object text, on one line, valid UTF-8. Usually a range of the
     /// network chunk it arrived in (no copy): see [`Record::detach`].
     json: Bytes,
+    /// Its line carries `_cursor` (the shape is not the seed's: see [`Fields::cursor_column`]).
+    cursor_column: bool,
 }
 
 /// Where a record's canonical id text lives.
@@ -91,14 +93,26 @@ impl Record {
 
     /// Encoded size of this record's line, `_synced_at` included (an upper bound).
     pub fn line_len(&self) -> usize {
-        self.json.len() + SYNCED_AT_OVERHEAD
+        self.json.len()
+            + SYNCED_AT_OVERHEAD
+            + if self.cursor_column {
+                CURSOR_OVERHEAD
+            } else {
+                0
+            }
     }
 
-    /// Appends the JSON Lines line for this record: the original object plus `_synced_at`.
+    /// Appends the JSON Lines line for this record: the original object plus `_synced_at`
+    /// (and, for a shape other than the seed's, its time as `_cursor`, RFC 3339 UTC).
     pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
         // `json` is an object with at least one member (it has an `id`), ending in `}`.
         let body = self.json.strip_suffix(b"}").unwrap_or(&self.json);
         out.extend_from_slice(body);
+        if self.cursor_column {
+            out.extend_from_slice(b",\"_cursor\":\"");
+            out.extend_from_slice(crate::window::format_millis(self.updated_at).as_bytes());
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"_synced_at\":\"");
         out.extend_from_slice(synced_at.as_bytes());
         out.extend_from_slice(b"\"}\n");
@@ -162,6 +176,8 @@ impl Rejected {
 
 /// `,"_synced_at":"2024-01-15T10:30:00.000Z"` and the newline.
 const SYNCED_AT_OVERHEAD: usize = 42;
+/// `,"_cursor":"2024-01-15T10:30:00.000Z"`.
+const CURSOR_OVERHEAD: usize = 37;
 
 /// The two fields the sync needs, borrowed from the record's text.
 #[derive(Deserialize)]
@@ -531,10 +547,11 @@ fn parse_slow(
         Err(e) => return Err(e),
     };
     if synced_at {
-        return reject(
-            "the record has its own `_synced_at`, the field replay-sync adds to every line: a line may not hold it twice, and renaming it would change the record"
-                .into(),
-        );
+        return reject(if fields.cursor_column {
+            "the record has its own `_synced_at` or `_cursor`, fields replay-sync adds to every line: a line may not hold one twice, and renaming it would change the record".into()
+        } else {
+            "the record has its own `_synced_at`, the field replay-sync adds to every line: a line may not hold it twice, and renaming it would change the record".into()
+        });
     }
     Ok(from_keys(
         bytes,
@@ -562,11 +579,9 @@ fn at_paths<'a>(text: &'a str, fields: &Fields) -> Result<AtPaths<'a>, serde_jso
         }
         Some(v.get())
     };
-    Ok((
-        follow(&fields.id),
-        follow(&fields.cursor),
-        top.contains_key("_synced_at"),
-    ))
+    let reserved = top.contains_key("_synced_at")
+        || (fields.cursor_column && top.contains_key(crate::fields::CURSOR_COLUMN));
+    Ok((follow(&fields.id), follow(&fields.cursor), reserved))
 }
 
 /// The record's text on one line (a range of `bytes` unless it had to be compacted), and
@@ -657,6 +672,7 @@ fn build(
         id,
         updated_at,
         json,
+        cursor_column: fields.cursor_column,
     })
 }
 
@@ -882,5 +898,45 @@ mod tests {
             r#"{"x":1,"id":"b","updatedAt":"2024-01-15T10:30:00Z"}"#
         );
         assert_eq!(r.id_hash, xxhash_rust::xxh3::xxh3_64(b"\"b\""));
+    }
+
+    #[test]
+    fn another_shape_writes_its_time_as_cursor_and_keeps_the_name_free() {
+        let fields = crate::fields::Fields::from_lookup(&|k: &str| match k {
+            "CURSOR_FIELD" => Some("ts".into()),
+            "CURSOR_FORMAT" => Some("epoch_s".into()),
+            _ => None,
+        })
+        .unwrap();
+        let Entry::Valid(r) =
+            parse_record_with(r#"{"id":1,"ts":1705307400}"#, false, &fields).unwrap()
+        else {
+            panic!("valid")
+        };
+        let mut line = Vec::new();
+        r.write_line(&mut line, "2024-01-16T00:00:00.000Z");
+        assert_eq!(
+            String::from_utf8(line.clone()).unwrap(),
+            "{\"id\":1,\"ts\":1705307400,\"_cursor\":\"2024-01-15T08:30:00.000Z\",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n"
+        );
+        assert!(line.len() <= r.line_len());
+        // A record with its own `_cursor` would hold it twice: quarantined, on both paths.
+        for text in [
+            r#"{"id":1,"ts":1705307400,"_cursor":"x"}"#,
+            "{\"id\":1,\n\"ts\":1705307400,\"_cursor\":\"x\"}",
+        ] {
+            let e = parse_record_with(text, true, &fields).unwrap();
+            assert!(
+                matches!(&e, Entry::Rejected(r) if r.reason.contains("`_cursor`")),
+                "{e:?}"
+            );
+        }
+        // The seed's shape adds nothing: `_cursor` is an ordinary field there.
+        let e = parse_record(
+            r#"{"id":1,"updatedAt":"2024-01-15T08:30:00Z","_cursor":"x"}"#,
+            false,
+        )
+        .unwrap();
+        assert!(matches!(e, Entry::Valid(_)));
     }
 }

@@ -11,9 +11,13 @@ use replay_sync::format::Format;
 use serde_json::Value;
 
 fn readme_query() -> String {
+    readme_query_at("<!-- dedup-query:")
+}
+
+fn readme_query_at(marker: &str) -> String {
     let readme = std::fs::read_to_string(peers::project_dir().join("README.md")).unwrap();
     let after = readme
-        .split("<!-- dedup-query")
+        .split(marker)
         .nth(1)
         .expect("README has the dedup-query marker");
     let sql = after
@@ -211,4 +215,59 @@ async fn hostile_records_leave_the_lake_readable() {
             .any(|r| r["reason"].as_str().unwrap().contains("own `_synced_at`")),
         "{rows:?}"
     );
+}
+
+/// The README's query for another shape (nested `meta.id`, `meta.ts` in epoch
+/// milliseconds): lines carry `_cursor`, and the query as written finds the newest version
+/// of each id (issue 21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_query_for_another_shape_orders_by_cursor() {
+    use common::fixture::{FixtureApi, Response};
+    let env = Env::new(Kind::File).await;
+    let rows = Arc::new(Mutex::new(vec![
+        serde_json::json!({"meta": {"id": "a", "ts": 1_705_312_800_000i64}, "v": 1}),
+        serde_json::json!({"meta": {"id": "b", "ts": "1705314600000"}, "v": 1}),
+    ]));
+    let r = rows.clone();
+    let api = FixtureApi::start(move |_, _| {
+        Response::json(&serde_json::json!({"data": *r.lock().unwrap()}))
+    });
+    let url = api.url("/x");
+    let cfg = replay_sync::Config::from_lookup(|k| match k {
+        "API_URL" => Some(url.clone()),
+        "ID_FIELD" => Some("meta.id".into()),
+        "CURSOR_FIELD" => Some("meta.ts".into()),
+        "CURSOR_FORMAT" => Some("epoch_ms".into()),
+        "API_PAGINATION" => Some("none".into()),
+        _ => None,
+    })
+    .unwrap();
+    let src = replay_sync::source::http::HttpSource::new(cfg.api).unwrap();
+    let first = env.scheduled(&src).await;
+    assert_eq!(first.counts.records_written, 2);
+    let lines = env.lines(&first.objects).await;
+    assert_eq!(
+        lines[0]["_cursor"], "2024-01-15T10:00:00.000Z",
+        "{:?}",
+        lines[0]
+    );
+    // "a" changes, an hour later.
+    rows.lock().unwrap()[0] =
+        serde_json::json!({"meta": {"id": "a", "ts": 1_705_316_400_000i64}, "v": 2});
+    let second = env.scheduled(&src).await;
+    assert_eq!(second.counts.records_written, 1, "{second:?}");
+
+    let common::Lake::Dir(root) = &env.lake else {
+        unreachable!()
+    };
+    let path = root.join(&env.sync_id).join("*.jsonl*");
+    let sql = readme_query_at("<!-- dedup-query-shaped:")
+        .replace(".replay-sync/output/user/*.jsonl*", path.to_str().unwrap());
+    let got = duckdb(&sql).expect("the README query failed");
+    assert_eq!(got.len(), 2, "one row per id: {got:?}");
+    let a = got
+        .iter()
+        .find(|r| r["meta"].as_str().unwrap_or("").contains("'a'"))
+        .unwrap();
+    assert_eq!(a["v"], "2", "the newest version of a: {got:?}");
 }

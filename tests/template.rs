@@ -545,7 +545,8 @@ fn output_is_compressed_and_catalogued_for_athena() {
             "job",
             "createdat",
             "updatedat",
-            "_synced_at"
+            "_synced_at",
+            "_cursor"
         ]
     );
     assert_eq!(table["TableType"], "EXTERNAL_TABLE");
