@@ -563,7 +563,7 @@ fn output_is_compressed_and_catalogued_for_athena() {
         // instead of failing the whole query (issue 20, 10).
         assert!(
             text.contains(
-                "try(from_iso8601_timestamp(replace(upper(updatedat), ' ', 'T'))) DESC NULLS LAST"
+                "coalesce(try(from_iso8601_timestamp(\"_cursor\")), try(from_iso8601_timestamp(replace(upper(updatedat), ' ', 'T')))) DESC NULLS LAST"
             ),
             "{text}"
         );
