@@ -265,6 +265,7 @@ mod tests {
             assert!(
                 crate::format::Format::Jsonl
                     .records(batch, "2024-01-16T00:00:00.000Z")
+                    .unwrap()
                     .len()
                     <= one * 2
             );

@@ -68,28 +68,38 @@ impl Format {
     }
 
     /// A data object: each record as sent, plus `_synced_at`.
-    pub fn records(self, records: &[Record], synced_at: &str) -> Vec<u8> {
+    pub fn records(self, records: &[Record], synced_at: &str) -> std::io::Result<Vec<u8>> {
         let size = records.iter().map(Record::line_len).sum();
         self.encode(size, records, |r, out| r.write_line(out, synced_at))
     }
 
     /// A rejected object: each rejected item with its reason, plus `_synced_at`.
-    pub fn rejected(self, rejected: &[Rejected], synced_at: &str) -> Vec<u8> {
+    pub fn rejected(self, rejected: &[Rejected], synced_at: &str) -> std::io::Result<Vec<u8>> {
         self.encode(0, rejected, |r, out| r.write_line(out, synced_at))
     }
 
     /// `items` as lines, straight into the codec (no plain copy of a compressed object is
     /// held beside it). `size`: the plain size, if known.
-    fn encode<T>(self, size: usize, items: &[T], line: impl Fn(&T, &mut Vec<u8>)) -> Vec<u8> {
-        fn through(mut w: impl Write, items: usize, mut line: impl FnMut(usize, &mut Vec<u8>)) {
+    /// An error (a codec that fails, which into memory it should not) fails the write, and
+    /// so the run: never an object short of its rows.
+    fn encode<T>(
+        self,
+        size: usize,
+        items: &[T],
+        line: impl Fn(&T, &mut Vec<u8>),
+    ) -> std::io::Result<Vec<u8>> {
+        fn through(
+            mut w: impl Write,
+            items: usize,
+            mut line: impl FnMut(usize, &mut Vec<u8>),
+        ) -> std::io::Result<()> {
             let mut buf = Vec::new();
             for i in 0..items {
                 buf.clear();
                 line(i, &mut buf);
-                // Into a Vec this cannot fail; if it did, the write task fails the run
-                // (never an object short of its rows).
-                w.write_all(&buf).expect("compressing into memory");
+                w.write_all(&buf)?;
             }
+            Ok(())
         }
         match self {
             Format::Jsonl => {
@@ -97,22 +107,21 @@ impl Format {
                 for item in items {
                     line(item, &mut out);
                 }
-                out
+                Ok(out)
             }
             Format::JsonlGzip => {
                 let mut e = flate2::write::GzEncoder::new(
                     Vec::with_capacity(size / 4),
                     flate2::Compression::new(GZIP_LEVEL),
                 );
-                through(&mut e, items.len(), |i, buf| line(&items[i], buf));
-                e.finish().expect("compressing into memory")
+                through(&mut e, items.len(), |i, buf| line(&items[i], buf))?;
+                e.finish()
             }
             Format::JsonlZstd => {
                 let mut e =
-                    zstd::stream::write::Encoder::new(Vec::with_capacity(size / 4), ZSTD_LEVEL)
-                        .expect("a valid zstd level");
-                through(&mut e, items.len(), |i, buf| line(&items[i], buf));
-                e.finish().expect("compressing into memory")
+                    zstd::stream::write::Encoder::new(Vec::with_capacity(size / 4), ZSTD_LEVEL)?;
+                through(&mut e, items.len(), |i, buf| line(&items[i], buf))?;
+                e.finish()
             }
         }
     }

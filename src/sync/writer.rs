@@ -141,7 +141,7 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
         rel: String,
         records: u64,
         data_max: Option<Option<DateTime<Utc>>>,
-        encode: impl FnOnce() -> Vec<u8> + Send + 'static,
+        encode: impl FnOnce() -> std::io::Result<Vec<u8>> + Send + 'static,
     ) -> Result<()> {
         while self.pending.len() >= WRITES_IN_FLIGHT {
             self.complete_oldest().await?;
@@ -165,8 +165,11 @@ impl<Si: Sink + Clone + 'static> Written<Si> {
                 };
             let sink = self.sink.clone();
             let content_type = self.format.content_type();
+            let key = key.clone();
             Some(tokio::spawn(async move {
-                let put = put_once(&sink, &rel, encode().into(), content_type).await;
+                let body = encode()
+                    .map_err(|e| Error::sink(key, format!("encoding the object failed: {e}")))?;
+                let put = put_once(&sink, &rel, body.into(), content_type).await;
                 drop(permit);
                 put
             }))
