@@ -707,3 +707,35 @@ fn the_sam_local_env_vars_file_configures_a_working_dry_run() {
     assert_eq!(s["status"], "dry_run", "{s}");
     assert_eq!(s["records_fetched"], 1);
 }
+
+/// The variables of "Point it at your API" are parameters too: each goes to its variable,
+/// empty by default (an empty variable is unset: today's behaviour) (issue 21).
+#[test]
+fn the_api_shape_variables_are_parameters_empty_by_default() {
+    let t = template();
+    let vars = &t["Resources"]["SyncFunction"]["Properties"]["Environment"]["Variables"];
+    for (param, var) in [
+        ("ApiPagination", "API_PAGINATION"),
+        ("ApiPageSize", "API_PAGE_SIZE"),
+        ("ApiCursorParam", "API_CURSOR_PARAM"),
+        ("ApiNextCursorField", "API_NEXT_CURSOR_FIELD"),
+        ("ApiSinceFormat", "API_SINCE_FORMAT"),
+        ("IdField", "ID_FIELD"),
+        ("CursorField", "CURSOR_FIELD"),
+        ("CursorFormat", "CURSOR_FORMAT"),
+        ("ApiAuth", "API_AUTH"),
+        ("ApiTokenUrl", "API_TOKEN_URL"),
+    ] {
+        assert_eq!(vars[var]["Ref"], param, "{var}");
+        assert_eq!(t["Parameters"][param]["Default"], "", "{param}");
+    }
+    // Empty is unset: the configuration the template gives by default is today's.
+    let cfg = replay_sync::Config::from_lookup(|k| match k {
+        "API_URL" => Some("https://api.example.com/users".into()),
+        _ if vars.get(k).is_some() => Some(String::new()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(cfg.api.paging, replay_sync::config::PagingConfig::Next);
+    assert!(cfg.api.fields.is_default());
+}
