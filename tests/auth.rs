@@ -263,3 +263,66 @@ fn oauth2_tokens_are_fetched_once_renewed_after_a_401_and_never_printed() {
     );
     assert!(!all_output(&out).contains("client-s3cret"));
 }
+
+/// An OAuth2 token is renewed a little before `expires_in` says it ends, without waiting
+/// for the API to refuse it (issue 21).
+#[test]
+fn oauth2_tokens_are_renewed_before_they_expire() {
+    use common::fixture::{FixtureApi, Response, user};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    let issued = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let valid = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
+    let (i2, r2, v2) = (issued.clone(), refused.clone(), valid.clone());
+    let rows: Vec<Value> = (0..6)
+        .map(|i| user(&format!("e{i}"), &format!("2024-01-15T10:0{i}:00Z")))
+        .collect();
+    let api = FixtureApi::start(move |req, _| {
+        if req.path == "/token" {
+            let n = i2.fetch_add(1, SeqCst) + 1;
+            let token = format!("tok-{n}-secret");
+            // Valid for one second.
+            v2.lock().unwrap().push((
+                format!("Bearer {token}"),
+                std::time::Instant::now() + std::time::Duration::from_secs(1),
+            ));
+            return Response::json(&serde_json::json!({"access_token": token, "expires_in": 1}));
+        }
+        let sent = req
+            .headers
+            .iter()
+            .find_map(|h| {
+                h.split_once(": ")
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            })
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let ok = v2
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(t, until)| *t == sent && std::time::Instant::now() < *until);
+        if !ok {
+            r2.fetch_add(1, SeqCst);
+            return Response::raw(401, r#"{"error": "expired"}"#);
+        }
+        common::fixture::records_page(&rows, common::fixture::Paging::BodyField(2), req)
+            .delayed(std::time::Duration::from_millis(600))
+    });
+    let (out, _dir) = run(&[
+        ("API_URL", api.url("/data")),
+        ("API_NEXT_PAGE_FIELD", "next".into()),
+        ("API_AUTH", "oauth2".into()),
+        ("API_TOKEN_URL", api.url("/token")),
+        (
+            "API_AUTH_TOKEN",
+            r#"{"client_id": "c", "client_secret": "s"}"#.into(),
+        ),
+    ]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["records_written"], 6, "{s}");
+    assert!(issued.load(SeqCst) >= 2, "renewed as it expired");
+    assert_eq!(refused.load(SeqCst), 0, "never sent an expired token");
+}

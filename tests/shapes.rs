@@ -23,6 +23,8 @@ on_both_backends!(
     companies_are_keyed_by_company_id,
     a_nested_epoch_shape_lands_every_row_in_one_stream_and_in_slices,
     a_thousand_page_cursor_window_in_slices_lands_every_row,
+    every_auth_endpoint_of_the_playground_lands_every_row,
+    a_bare_array_in_epoch_seconds_lands_every_row,
 );
 
 /// An HTTP source for the playground's `path`, configured by `vars` as a user would.
@@ -597,4 +599,113 @@ async fn a_key_in_the_query_reads_and_is_never_printed() {
         .unwrap_err();
     assert!(err.to_string().contains("HTTP 401"), "{err}");
     assert!(!err.to_string().contains("wrong-k3y"), "{err}");
+}
+
+/// What the playground printed after `label` on its last line that has it: the rest of the
+/// line's words.
+fn printed(label: &str, endpoint: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(&peers::playground().log).unwrap();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(endpoint) && l.contains(label))
+        .unwrap_or_else(|| panic!("the playground did not print {endpoint}'s {label}"));
+    line[line.find(label).unwrap() + label.len()..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `http_basic`, `http_bearer`, `api_key` and `session_token` by configuration alone: every
+/// row lands, a second run writes nothing new (issue 21).
+async fn every_auth_endpoint_of_the_playground_lands_every_row(kind: Kind) {
+    let basic = printed("Username: ", "auth/http_basic");
+    let bearer = printed("Bearer Token: ", "auth/http_bearer");
+    let key = printed("API Key: ", "auth/api_key");
+    let session = printed("Username: ", "auth/session_token/login");
+    let login = format!("{}/auth/session_token/login", peers::playground().url());
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "/auth/http_basic",
+            vec![
+                ("API_AUTH", "basic".into()),
+                ("API_AUTH_TOKEN", format!("{}:{}", basic[0], basic[2])),
+            ],
+        ),
+        (
+            "/auth/http_bearer",
+            vec![("API_AUTH_TOKEN", bearer[0].clone())],
+        ),
+        (
+            "/auth/api_key",
+            vec![
+                ("API_AUTH_TOKEN", key[0].clone()),
+                ("API_AUTH_SCHEME", "apiKey".into()),
+            ],
+        ),
+        (
+            "/auth/session_token/data",
+            vec![
+                ("API_AUTH", "session".into()),
+                ("API_LOGIN_URL", login.clone()),
+                ("API_AUTH_SCHEME", "Token".into()),
+                ("API_AUTH_TOKEN", format!("{}:{}", session[0], session[2])),
+            ],
+        ),
+    ];
+    for (path, vars) in cases {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let src = fixture_source(format!("{}{path}", peers::playground().url()), &vars);
+        let env = Env::new(kind).await;
+        let s = env.scheduled(&src).await;
+        assert_eq!(s.counts.records_written, 20, "{path}: {s:?}");
+        let again = env.scheduled(&src).await;
+        assert_eq!(again.counts.records_written, 0, "{path}: {again:?}");
+        assert_eq!(again.counts.records_skipped, 20, "{path}");
+    }
+}
+
+/// A body that is the array itself, stamped in epoch seconds (numbers and strings), one page.
+async fn a_bare_array_in_epoch_seconds_lands_every_row(kind: Kind) {
+    use common::fixture::{FixtureApi, Response};
+    let api = FixtureApi::start(|req, _| {
+        let since: i64 = req.param("since").map_or(0, |v| v.parse().unwrap());
+        let rows: Vec<Value> = (0..12i64)
+            .map(|i| 1_705_307_400 + i * 60)
+            .filter(|t| *t >= since)
+            .map(|t| {
+                let at = if t % 120 == 0 {
+                    serde_json::json!(t.to_string())
+                } else {
+                    serde_json::json!(t)
+                };
+                serde_json::json!({"key": format!("k{t}"), "modified": at})
+            })
+            .collect();
+        Response::json(&Value::Array(rows))
+    });
+    let src = fixture_source(
+        api.url("/x"),
+        &[
+            ("API_RECORDS_FIELD", "."),
+            ("ID_FIELD", "key"),
+            ("CURSOR_FIELD", "modified"),
+            ("CURSOR_FORMAT", "epoch_s"),
+            ("API_SINCE_FORMAT", "epoch_s"),
+            ("API_PAGINATION", "none"),
+        ],
+    );
+    let env = Env::new(kind).await;
+    let s = env.scheduled(&src).await;
+    assert_eq!(s.counts.records_written, 12, "{s:?}");
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T08:41:00Z"));
+    let again = env.scheduled(&src).await;
+    assert_eq!(again.since.as_deref(), Some("2024-01-15T06:41:00Z"));
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.param("since") == Some("1705300860")),
+        "since sent in epoch seconds"
+    );
+    assert_eq!(again.counts.records_written, 0, "{again:?}");
 }
