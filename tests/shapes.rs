@@ -476,26 +476,7 @@ async fn a_nested_epoch_shape_lands_every_row_in_one_stream_and_in_slices(kind: 
 
     // In slices (an upper bound, four at once), from a cursor whose window holds every row.
     let (api, ids, _) = nested_api();
-    let env = Env::new(kind).await;
-    let c = common::commit(
-        &env.state,
-        &env.sync_id,
-        Some(common::ts("2024-01-15T10:00:00Z")),
-        "seed",
-    )
-    .await;
-    assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
-    let mut vars = NESTED.to_vec();
-    vars.push(("API_UNTIL_PARAM", "updated_before"));
-    let src = fixture_source(api.url("/x"), &vars);
-    let settings = replay_sync::Settings {
-        fetch_concurrency: 4,
-        ..env.settings()
-    };
-    let s = env
-        .run_with(&src, &settings, &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let (env, s) = nested_in_slices(kind, &api, 4).await;
     assert_eq!(s.status, Status::Completed, "{s:?}");
     assert_eq!(s.counts.records_written, 60, "{s:?}");
     assert!(
@@ -531,26 +512,7 @@ async fn landed_ids(env: &Env) -> HashSet<String> {
 /// slices, each paging on its own, with splits: every row lands once (issue 21).
 async fn a_thousand_page_cursor_window_in_slices_lands_every_row(kind: Kind) {
     let (api, ids, _) = nested_api_of(3000, 3, 2_000);
-    let env = Env::new(kind).await;
-    let c = common::commit(
-        &env.state,
-        &env.sync_id,
-        Some(common::ts("2024-01-15T10:00:00Z")),
-        "seed",
-    )
-    .await;
-    assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
-    let mut vars = NESTED.to_vec();
-    vars.push(("API_UNTIL_PARAM", "updated_before"));
-    let src = fixture_source(api.url("/x"), &vars);
-    let settings = replay_sync::Settings {
-        fetch_concurrency: 8,
-        ..env.settings()
-    };
-    let s = env
-        .run_with(&src, &settings, &RunRequest::scheduled())
-        .await
-        .unwrap();
+    let (env, s) = nested_in_slices(kind, &api, 8).await;
     assert_eq!(s.status, Status::Completed, "{s:?}");
     assert!(s.counts.pages >= 1000, "{} pages", s.counts.pages);
     assert_eq!(s.counts.records_written, 3000, "{s:?}");
@@ -708,4 +670,29 @@ async fn a_bare_array_in_epoch_seconds_lands_every_row(kind: Kind) {
         "since sent in epoch seconds"
     );
     assert_eq!(again.counts.records_written, 0, "{again:?}");
+}
+
+/// A run over the nested API in `n` slices (`updated_before` as the upper bound), from a
+/// cursor whose window holds every row.
+async fn nested_in_slices(
+    kind: Kind,
+    api: &common::fixture::FixtureApi,
+    n: usize,
+) -> (Env, replay_sync::RunSummary) {
+    let env = Env::new(kind).await;
+    let seed = Some(common::ts("2024-01-15T10:00:00Z"));
+    let c = common::commit(&env.state, &env.sync_id, seed, "seed").await;
+    assert_eq!(c, replay_sync::state::Checkpoint::Committed { version: 1 });
+    let mut vars = NESTED.to_vec();
+    vars.push(("API_UNTIL_PARAM", "updated_before"));
+    let src = fixture_source(api.url("/x"), &vars);
+    let settings = replay_sync::Settings {
+        fetch_concurrency: n,
+        ..env.settings()
+    };
+    let s = env
+        .run_with(&src, &settings, &RunRequest::scheduled())
+        .await
+        .unwrap();
+    (env, s)
 }
