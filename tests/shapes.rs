@@ -25,6 +25,7 @@ on_both_backends!(
     a_thousand_page_cursor_window_in_slices_lands_every_row,
     every_auth_endpoint_of_the_playground_lands_every_row,
     a_bare_array_in_epoch_seconds_lands_every_row,
+    a_backfill_and_an_audit_read_another_shape,
 );
 
 /// An HTTP source for the playground's `path`, configured by `vars` as a user would.
@@ -695,4 +696,52 @@ async fn nested_in_slices(
         .await
         .unwrap();
     (env, s)
+}
+
+/// A backfill in quarter-hour slices, each paged by cursor token, over the nested epoch-ms
+/// shape; then an audit finds nothing the lake lacks (issue 21: each paging kind with
+/// backfills and audits).
+async fn a_backfill_and_an_audit_read_another_shape(kind: Kind) {
+    let (api, ids, _) = nested_api();
+    let env = Env::new(kind).await;
+    let mut vars = NESTED.to_vec();
+    vars.push(("API_UNTIL_PARAM", "updated_before"));
+    let src = fixture_source(api.url("/x"), &vars);
+    let settings = env.settings();
+    let engine = replay_sync::Engine {
+        state: &env.state,
+        source: &src,
+        sink: &env.sink,
+        settings: &settings,
+    };
+    let start = replay_sync::event::BackfillStart {
+        from: "2024-01-15T08:00:00Z".into(),
+        to: Some("2024-01-15T10:00:00Z".into()),
+        slice_hours: Some(0.25),
+        max_concurrency: None,
+    };
+    let inv = replay_sync::sync::Invocation::new("backfill", None);
+    let s = engine
+        .backfill(&start, &inv, 4, |_, _, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(s.status, Status::Completed, "{s:?}");
+    assert_eq!(s.counts.records_written, 60, "{s:?}");
+    assert_eq!(
+        landed_ids(&env).await,
+        ids.into_iter().collect::<HashSet<_>>()
+    );
+    assert_eq!(s.new_cursor.as_deref(), Some("2024-01-15T09:19:10Z"));
+    let audit = RunRequest {
+        audit: true,
+        ..common::manual()
+    };
+    let a = env.run_with(&src, &settings, &audit).await.unwrap();
+    assert_eq!(a.status, Status::Completed, "{a:?}");
+    assert_eq!(a.counts.records_fetched, 60, "{a:?}");
+    assert_eq!(
+        a.counts.records_written, 0,
+        "the backfill's rows are known: {a:?}"
+    );
+    assert_eq!(a.counts.records_missed_by_buffer, 0);
 }
