@@ -48,11 +48,13 @@ impl FieldPath {
     }
 
     /// The top-level key.
+    #[inline]
     pub fn first(&self) -> &[u8] {
         self.parts[0].as_bytes()
     }
 
     /// The keys below the top level (empty for a plain field).
+    #[inline]
     pub fn rest(&self) -> &[String] {
         &self.parts[1..]
     }

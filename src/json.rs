@@ -72,16 +72,21 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         });
     }
     let mut keys = KeySet::new();
+    // Looked up once, not per key.
+    let (id_key, cursor_key) = (fields.id.first(), fields.cursor.first());
+    let cursor_column = fields
+        .cursor_column
+        .then_some(crate::fields::CURSOR_COLUMN.as_bytes());
     loop {
         if b.get(i) != Some(&b'"') {
             return None;
         }
         let key_start = i + 1;
         let key_end = key_start + plain_string(&b[key_start..])?;
-        // A duplicate key, or the field replay-sync adds: serde_json words the rejection.
+        // A duplicate key, or a field replay-sync adds: serde_json words the rejection.
         let key = &b[key_start..key_end];
-        let reserved = key == RESERVED
-            || (fields.cursor_column && key == crate::fields::CURSOR_COLUMN.as_bytes());
+        let reserved =
+            key.first() == Some(&b'_') && (key == RESERVED || cursor_column == Some(key));
         if reserved || !keys.insert(b, key_start, key_end - key_start) {
             return None;
         }
@@ -93,10 +98,10 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         i = value(b, start, 1)?;
         // The two paths may start at the same key (`meta.id`, `meta.updated_at`). (A key
         // twice never gets here: the key set above sends it to serde_json.)
-        if key == fields.id.first() {
+        if key == id_key {
             id = Some(start..i);
         }
-        if key == fields.cursor.first() {
+        if key == cursor_key {
             updated = Some(start..i);
         }
         i = ws(b, i)?;
