@@ -58,6 +58,33 @@ pub fn scan_object(b: &[u8]) -> Option<Scanned> {
 /// [`scan_object`], finding the values at `fields`' paths: the top-level keys are compared
 /// in the one pass; a nested path is then followed inside the (already validated) value.
 pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
+    if !fields.cursor_column {
+        // The seed's shape (`id`, `updatedAt`): literal keys, as cheap as before the shape
+        // was configurable (one copy of the loop for them, compiled with the constants).
+        return scan_keys(b, |key| {
+            (key == RESERVED, key == b"id", key == b"updatedAt")
+        });
+    }
+    let (id_key, cursor_key) = (fields.id.first(), fields.cursor.first());
+    let column = crate::fields::CURSOR_COLUMN.as_bytes();
+    let s = scan_keys(b, |key| {
+        let reserved = key.first() == Some(&b'_') && (key == RESERVED || key == column);
+        (reserved, key == id_key, key == cursor_key)
+    })?;
+    Some(Scanned {
+        id: nested(b, s.id, fields.id.rest()).filter(|r| &b[r.clone()] != b"null"),
+        updated_at: nested(b, s.updated_at, fields.cursor.rest())
+            .filter(|r| &b[r.clone()] != b"null"),
+        ..s
+    })
+}
+
+/// The one pass: `classify` says of each top-level key whether it is reserved (the record
+/// goes to serde_json, which words the rejection), the id's and the time's (the two may be
+/// one key: `meta.id`, `meta.updated_at`). A key twice never gets that far: the key set sends
+/// it to serde_json.
+#[inline(always)]
+fn scan_keys(b: &[u8], classify: impl Fn(&[u8]) -> (bool, bool, bool)) -> Option<Scanned> {
     if b.first() != Some(&b'{') {
         return None;
     }
@@ -72,21 +99,13 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         });
     }
     let mut keys = KeySet::new();
-    // Looked up once, not per key.
-    let (id_key, cursor_key) = (fields.id.first(), fields.cursor.first());
-    let cursor_column = fields
-        .cursor_column
-        .then_some(crate::fields::CURSOR_COLUMN.as_bytes());
     loop {
         if b.get(i) != Some(&b'"') {
             return None;
         }
         let key_start = i + 1;
         let key_end = key_start + plain_string(&b[key_start..])?;
-        // A duplicate key, or a field replay-sync adds: serde_json words the rejection.
-        let key = &b[key_start..key_end];
-        let reserved =
-            key.first() == Some(&b'_') && (key == RESERVED || cursor_column == Some(key));
+        let (reserved, is_id, is_cursor) = classify(&b[key_start..key_end]);
         if reserved || !keys.insert(b, key_start, key_end - key_start) {
             return None;
         }
@@ -96,12 +115,10 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
         }
         let start = ws(b, i + 1)?;
         i = value(b, start, 1)?;
-        // The two paths may start at the same key (`meta.id`, `meta.updated_at`). (A key
-        // twice never gets here: the key set above sends it to serde_json.)
-        if key == id_key {
+        if is_id {
             id = Some(start..i);
         }
-        if key == cursor_key {
+        if is_cursor {
             updated = Some(start..i);
         }
         i = ws(b, i)?;
@@ -114,8 +131,8 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
     let present = |v: Option<std::ops::Range<usize>>| v.filter(|r| &b[r.clone()] != b"null");
     Some(Scanned {
         end: i + 1,
-        id: present(nested(b, id, fields.id.rest())),
-        updated_at: present(nested(b, updated, fields.cursor.rest())),
+        id: present(id),
+        updated_at: present(updated),
     })
 }
 

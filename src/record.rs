@@ -658,7 +658,18 @@ fn build(
             fields.cursor.as_str()
         ));
     };
-    let updated_at = match fields.format.read(updated) {
+    // The seed's RFC 3339 string, unescaped, read in place (the common case, once per
+    // record); anything else by the configured format.
+    let plain = updated
+        .strip_prefix('"')
+        .and_then(|u| u.strip_suffix('"'))
+        .filter(|p| fields.format == crate::window::CursorFormat::Rfc3339 && !p.contains('\\'));
+    let read = match plain {
+        Some(p) => crate::window::parse_ts(p)
+            .ok_or("not an RFC 3339 timestamp with a zone (e.g. 2024-01-15T10:30:00Z)"),
+        None => fields.format.read(updated),
+    };
+    let updated_at = match read {
         Ok(t) => t,
         Err(what) => return reject(format!("`{}` is {what}", fields.cursor.as_str())),
     };
