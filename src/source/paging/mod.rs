@@ -2,10 +2,10 @@
 //! `API_PAGINATION`, all behind [`Paging`], which the HTTP source asks after every page and
 //! never looks behind — and whether the read is complete once paging ends ([`complete`]).
 //!
-//! * `next` ([`next`]): a next-page URL in the body or a `Link` header (the default);
-//! * `page_number` ([`number`]), `offset` ([`offset`]): a counter in the query, until an
+//! * `next` (`next.rs`): a next-page URL in the body or a `Link` header (the default);
+//! * `page_number` (`number.rs`), `offset` (`offset.rs`): a counter in the query, until an
 //!   empty page, a page shorter than the size asked for, or the body's count says so;
-//! * `cursor` ([`cursor`]): a token from the body sent back, until there is none;
+//! * `cursor` (`cursor.rs`): a token from the body sent back, until there is none;
 //! * `none`: one request.
 //!
 //! A page that repeats the one before it (an API that ignores the page parameter), a token
