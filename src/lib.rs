@@ -9,15 +9,18 @@
 //!
 //! # Layout
 //!
-//! The engine — [`config`], [`event`], [`window`], [`json`] (the one-pass fast path for
+//! The engine — [`config`], [`event`], [`window`] (time math and every format of time),
+//! [`fields`] (where records keep their key and time: `ID_FIELD`, `CURSOR_FIELD`,
+//! `CURSOR_FORMAT`), [`json`] (the one-pass fast path for
 //! records), [`record`], [`batch`], [`fingerprint`] (what the overlap already wrote),
 //! [`format`](mod@format) (how a batch becomes bytes: JSON Lines, gzip, zstd), [`sync`] (one module per
 //! phase: the run and its lease, plan, fetch, time slices, the objects in flight, commit,
 //! backfills, the summary) — knows nothing of AWS, HTTP or Lambda: it talks to three ports.
 //!
 //! * [`source`]: [`source::Source`]; the response parser ([`source::page`], records handed
-//!   out as their bytes arrive) and paging ([`source::paging`]), both pure; the HTTP
-//!   adapter (transport, retries);
+//!   out as their bytes arrive) and paging ([`source::paging`]: one module per
+//!   `API_PAGINATION` kind behind one seam, and the completeness check), both pure; the HTTP
+//!   adapter (transport, retries) and authentication beside it ([`source::auth`]);
 //! * [`state`]: [`state::StateStore`], with DynamoDB and file adapters;
 //! * [`sink`]: [`sink::Sink`] and the write-once rule ([`sink::put_once`]), with S3 and
 //!   directory adapters;
