@@ -2,6 +2,7 @@
 //! line that names it and the form it expects.
 
 mod paging;
+pub mod streams;
 pub use paging::{PageSize, PagingConfig};
 
 use std::path::PathBuf;
