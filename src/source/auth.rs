@@ -246,16 +246,20 @@ impl TokenAuth {
     /// one without a request succeeding with it (a second 401 ends the run).
     pub async fn refused(&self, used: Used) -> bool {
         let mut current = self.current.lock().await;
-        if current
+        let dropped = current
             .as_ref()
-            .is_some_and(|t| t.generation == used.generation)
-        {
+            .is_some_and(|t| t.generation == used.generation);
+        if dropped {
             *current = None;
         }
         if used.renewal {
             return false;
         }
-        self.renewing.store(true, Ordering::Relaxed);
+        // Only a token dropped here makes the next one a renewal: another read (a slice) may
+        // have replaced it already, and the next request then carries that one.
+        if dropped {
+            self.renewing.store(true, Ordering::Relaxed);
+        }
         true
     }
 
