@@ -30,18 +30,7 @@ on_both_backends!(
 
 /// An HTTP source for the playground's `path`, configured by `vars` as a user would.
 fn shaped(path: &str, vars: &[(&str, &str)]) -> HttpSource {
-    let url = format!("{}{path}", peers::playground().url());
-    let api = Config::from_lookup(|k| {
-        if k == "API_URL" {
-            return Some(url.clone());
-        }
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-    .api;
-    HttpSource::new(api).unwrap()
+    fixture_source(format!("{}{path}", peers::playground().url()), vars)
 }
 
 /// Every user the playground serves, by id.

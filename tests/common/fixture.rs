@@ -228,20 +228,7 @@ pub fn records_page(records: &[Value], paging: Paging, req: &Request) -> Respons
         let page: usize = req.param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
         let start = (page - 1).saturating_mul(per_page).min(sel.len());
         let end = start.saturating_add(per_page).min(sel.len());
-        let mut next = None;
-        if end < sel.len() {
-            let mut q: Vec<(String, String)> = req
-                .query
-                .iter()
-                .filter(|(k, _)| k != "page")
-                .cloned()
-                .collect();
-            q.push(("page".into(), (page + 1).to_string()));
-            let qs = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(q)
-                .finish();
-            next = Some(format!("{}?{qs}", req.path));
-        }
+        let next = (end < sel.len()).then(|| page_link(req, page + 1));
         let data: Vec<&Value> = sel[start..end].to_vec();
         // `?latency_ms=N` in the API URL: every page takes that long, like a real API.
         let latency = std::time::Duration::from_millis(
@@ -338,18 +325,26 @@ pub fn edges_page(rows: &[(i64, Value)], edges: Edges, per_page: usize, req: &Re
         .unwrap_or(0);
     let r = r.delayed(std::time::Duration::from_millis(latency));
     if end < sel.len() {
-        let mut q: Vec<(String, String)> = req
-            .query
-            .iter()
-            .filter(|(k, _)| k != "page")
-            .cloned()
-            .collect();
-        q.push(("page".into(), (page + 1).to_string()));
-        let qs = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(q)
-            .finish();
-        r.header("Link", &format!("<{}?{qs}>; rel=\"next\"", req.path))
+        r.header(
+            "Link",
+            &format!("<{}>; rel=\"next\"", page_link(req, page + 1)),
+        )
     } else {
         r
     }
+}
+
+/// The link to page `page` of the request `req` answers: its path and query, `page` set.
+fn page_link(req: &Request, page: usize) -> String {
+    let mut q: Vec<(String, String)> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k != "page")
+        .cloned()
+        .collect();
+    q.push(("page".into(), page.to_string()));
+    let qs = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(q)
+        .finish();
+    format!("{}?{qs}", req.path)
 }
