@@ -5,91 +5,194 @@
 use serde_json::Value;
 use tracing::{error, info};
 
+use crate::config::streams::{self, Location};
 use crate::config::{Config, OutputLocation, StateLocation, TokenSource};
 use crate::error::{Error, Result};
-use crate::event::{BackfillStep, parse_backfill, parse_event};
+use crate::event::{BackfillStep, STREAM_FIELD, parse_backfill, parse_event, take_stream};
 pub use crate::sink::any::AnySink;
 use crate::source::auth::Auth;
 use crate::source::http::HttpSource;
 pub use crate::state::any::AnyState;
 use crate::sync::{Engine, Invocation, Planned, RunSummary, Settings, SliceOutcome};
 
-/// Everything an invocation needs, built once.
+/// Everything an invocation needs, built once: the state store and the output the streams
+/// share, and each stream's settings and API client.
 pub struct App {
-    pub settings: Settings,
     pub state: AnyState,
     pub sink: AnySink,
-    pub source: HttpSource,
+    streams: Vec<Stream>,
+    aws: Option<aws_config::SdkConfig>,
+}
+
+/// One stream: its configuration and settings, and its API client — built on the stream's
+/// first invocation, so that one stream's unreadable credential fails that stream only.
+struct Stream {
+    config: Config,
+    settings: Settings,
+    source: tokio::sync::OnceCell<HttpSource>,
 }
 
 impl App {
-    /// Builds the clients for `config`. The AWS configuration (credentials, region,
-    /// `AWS_ENDPOINT_URL*`) is loaded only when a DynamoDB or S3 location is configured.
-    pub async fn new(config: Config) -> Result<App> {
-        // Loaded once, and only when a DynamoDB table, an S3 bucket or a Secrets Manager
-        // secret needs it.
-        let needs_aws = matches!(config.state, StateLocation::DynamoDb { .. })
-            || matches!(config.output, OutputLocation::S3 { .. })
-            || matches!(
-                config.api.auth.as_ref().map(|a| &a.token),
-                Some(TokenSource::SecretsManager { .. })
-            );
-        let aws = match needs_aws {
-            true => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
-            false => None,
+    /// The deployment the environment describes: the streams of `STREAMS_CONFIG` (a path or
+    /// `s3://BUCKET/KEY`), or the one stream of the variables (`SYNC_ID`); checked against
+    /// `STREAM_NAMES` when the template sets it.
+    pub async fn from_env() -> Result<App> {
+        let env = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
         };
-        let state = AnyState::open(&config.state, aws.as_ref())?;
-        let sink = AnySink::open(&config.output, aws.as_ref())?;
-        let mut source = HttpSource::new(config.api.clone())?;
-        if let Some(auth) = &config.api.auth {
-            let (credential, var) = match &auth.token {
-                TokenSource::Env(secret) => (secret.0.clone(), "API_AUTH_TOKEN"),
-                TokenSource::SecretsManager { secret_id } => {
-                    let aws = aws.as_ref().ok_or_else(|| {
-                        Error::config("API_AUTH_SECRET_ARN", "needs the AWS configuration")
-                    })?;
-                    let client = aws_sdk_secretsmanager::Client::new(aws);
-                    let whole = auth.kind.has_parts();
-                    let token = fetch_token(&client, secret_id, whole).await?;
-                    (token, "API_AUTH_SECRET_ARN")
-                }
-            };
-            let (auth, secrets) = Auth::new(auth, &credential, var)?;
-            source = source.with_auth(auth, &secrets);
+        let mut aws = None;
+        let configs = match env("STREAMS_CONFIG") {
+            None => vec![Config::from_env()?],
+            Some(value) => {
+                let text = match streams::location(&value)? {
+                    Location::Path(path) => std::fs::read_to_string(&path).map_err(|e| {
+                        Error::config(
+                            "STREAMS_CONFIG",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?,
+                    Location::S3 { bucket, key } => {
+                        let loaded = load_aws().await;
+                        let text = read_s3_text(&loaded, &bucket, &key).await?;
+                        aws = Some(loaded);
+                        text
+                    }
+                };
+                let described = streams::parse(&text)?;
+                streams::configs(&described, &env)?
+                    .into_iter()
+                    .map(|(_, c)| c)
+                    .collect()
+            }
+        };
+        if let Some(deployed) = env(streams::STREAM_NAMES_VAR) {
+            let names: Vec<String> = configs.iter().map(|c| c.sync_id.clone()).collect();
+            streams::check_deployed(&deployed, &names)?;
+        }
+        App::new(configs, aws).await
+    }
+
+    /// Builds the shared clients for `configs` (one per stream; the state store and the
+    /// output are the deployment's, so the first stream's). The AWS configuration
+    /// (credentials, region, `AWS_ENDPOINT_URL*`) is loaded only when a DynamoDB table, an S3
+    /// bucket or a Secrets Manager secret needs it.
+    pub async fn new(configs: Vec<Config>, aws: Option<aws_config::SdkConfig>) -> Result<App> {
+        let first = configs
+            .first()
+            .ok_or_else(|| Error::config("STREAMS_CONFIG", "no stream"))?;
+        let needs_aws = matches!(first.state, StateLocation::DynamoDb { .. })
+            || matches!(first.output, OutputLocation::S3 { .. })
+            || configs.iter().any(|c| {
+                matches!(
+                    c.api.auth.as_ref().map(|a| &a.token),
+                    Some(TokenSource::SecretsManager { .. })
+                )
+            });
+        let aws = match (aws, needs_aws) {
+            (Some(aws), _) => Some(aws),
+            (None, true) => Some(load_aws().await),
+            (None, false) => None,
+        };
+        let state = AnyState::open(&first.state, aws.as_ref())?;
+        let sink = AnySink::open(&first.output, aws.as_ref())?;
+        let mut streams: Vec<Stream> = configs
+            .into_iter()
+            .map(|config| Stream {
+                settings: Settings {
+                    sync_id: config.sync_id.clone(),
+                    buffer: config.buffer,
+                    batch: config.batch,
+                    deadline_margin: config.deadline_margin,
+                    fingerprint_max: config.fingerprint_max,
+                    fetch_concurrency: config.fetch_concurrency,
+                    format: config.format,
+                    audit: config.audit,
+                },
+                config,
+                source: tokio::sync::OnceCell::new(),
+            })
+            .collect();
+        streams.sort_by(|a, b| a.settings.sync_id.cmp(&b.settings.sync_id));
+        // A single stream's client is built now, as it always was: a bad credential fails the
+        // cold start. Several streams build theirs on first use, each failing alone.
+        if let [one] = streams.as_slice() {
+            one.source(aws.as_ref()).await?;
         }
         Ok(App {
-            settings: Settings {
-                sync_id: config.sync_id.clone(),
-                buffer: config.buffer,
-                batch: config.batch,
-                deadline_margin: config.deadline_margin,
-                fingerprint_max: config.fingerprint_max,
-                fetch_concurrency: config.fetch_concurrency,
-                format: config.format,
-                audit: config.audit,
-            },
             state,
             sink,
-            source,
+            streams,
+            aws,
         })
     }
 
-    /// The engine over this app's adapters.
-    pub fn engine(&self) -> Engine<'_, AnyState, HttpSource, AnySink> {
-        Engine {
-            state: &self.state,
-            source: &self.source,
-            sink: &self.sink,
-            settings: &self.settings,
+    /// The streams' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.streams
+            .iter()
+            .map(|s| s.settings.sync_id.as_str())
+            .collect()
+    }
+
+    /// The stream `name` selects; without a name, the only stream. An unknown name, or none
+    /// when there are several, is an invalid event naming the streams.
+    fn stream(&self, name: Option<&str>) -> Result<&Stream> {
+        let names = || self.names().join(", ");
+        match (name, self.streams.as_slice()) {
+            (None, [one]) => Ok(one),
+            (None, _) => Err(Error::event(
+                STREAM_FIELD,
+                format!(
+                    "this deployment syncs several streams ({}): name one, e.g. {{\"stream\": \"{}\"}}",
+                    names(),
+                    self.names().first().copied().unwrap_or_default()
+                ),
+            )),
+            (Some(name), all) => all
+                .iter()
+                .find(|s| s.settings.sync_id == name)
+                .ok_or_else(|| {
+                    Error::event(
+                        STREAM_FIELD,
+                        format!("no stream {name:?}; the streams are: {}", names()),
+                    )
+                }),
         }
     }
 
-    /// Handles one invocation payload: validates the event, runs the sync (or the backfill
-    /// step it asks for), logs the summary (or the failure) as one structured line.
+    /// The engine of stream `name` (see [`App::handle`] for the choice), its API client built
+    /// if it was not yet.
+    pub async fn engine(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Engine<'_, AnyState, HttpSource, AnySink>> {
+        let stream = self.stream(name)?;
+        Ok(Engine {
+            state: &self.state,
+            source: stream.source(self.aws.as_ref()).await?,
+            sink: &self.sink,
+            settings: &stream.settings,
+        })
+    }
+
+    /// Handles one invocation payload: picks the stream it names (`"stream"`, or the only
+    /// one), validates the event, runs the sync (or the backfill step it asks for), logs
+    /// the summary (or the failure) as one structured line.
     pub async fn handle(&self, event: &Value, invocation: &Invocation) -> Result<Outcome> {
+        let (name, event) = match take_stream(event) {
+            Ok(taken) => taken,
+            Err(e) => {
+                let result = Err(e);
+                self.log(None, &result);
+                return result;
+            }
+        };
         let result = async {
-            let engine = self.engine();
-            match parse_backfill(event) {
+            let engine = self.engine(name.as_deref()).await?;
+            match parse_backfill(&event) {
                 Some(step) => match step? {
                     BackfillStep::Plan(start) => engine
                         .backfill_plan(&start, invocation)
@@ -105,7 +208,7 @@ impl App {
                         .map(|s| Outcome::Run(Box::new(s))),
                 },
                 None => engine
-                    .run(&parse_event(event)?, invocation)
+                    .run(&parse_event(&event)?, invocation)
                     .await
                     .map(|s| Outcome::Run(Box::new(s))),
             }
@@ -114,28 +217,95 @@ impl App {
         // Whatever an adapter let through, the credential and emails stop here: this is
         // what the log, the local command and Lambda's invocation error (and so a
         // dead-letter queue) get.
-        .map_err(|e| e.scrubbed(self.source.secrets()));
-        self.log(&result);
+        .map_err(|e| self.scrub(name.as_deref(), e));
+        self.log(name.as_deref(), &result);
         result
     }
 
+    /// `e` with the credentials of the stream `name` (its client's, if built) scrubbed.
+    pub fn scrub(&self, name: Option<&str>, e: Error) -> Error {
+        match self.stream(name).ok().and_then(|s| s.source.get()) {
+            Some(source) => e.scrubbed(source.secrets()),
+            None => e.scrubbed(&Default::default()),
+        }
+    }
+
     /// The invocation's one structured line.
-    pub fn log(&self, result: &Result<Outcome>) {
+    pub fn log(&self, name: Option<&str>, result: &Result<Outcome>) {
+        let stream = self
+            .stream(name)
+            .map(|s| s.settings.sync_id.as_str())
+            .unwrap_or_else(|_| name.unwrap_or(""));
         match result {
             Ok(Outcome::Run(s)) => log_summary(s),
             Ok(other) => info!(
-                sync_id = %self.settings.sync_id,
+                sync_id = %stream,
                 step = %serde_json::to_string(other).unwrap_or_default(),
                 "backfill step finished"
             ),
             Err(e) => error!(
-                sync_id = %self.settings.sync_id,
+                sync_id = %stream,
                 error_type = e.kind(),
                 error = %e,
                 "run failed; the cursor was not moved past durable data"
             ),
         }
     }
+}
+
+impl Stream {
+    /// The stream's API client, built (and its credential read) on first use.
+    async fn source(&self, aws: Option<&aws_config::SdkConfig>) -> Result<&HttpSource> {
+        self.source
+            .get_or_try_init(|| build_source(&self.config, aws))
+            .await
+    }
+}
+
+async fn load_aws() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The API client of `config`, with its credential (read from Secrets Manager if so
+/// configured).
+async fn build_source(config: &Config, aws: Option<&aws_config::SdkConfig>) -> Result<HttpSource> {
+    let mut source = HttpSource::new(config.api.clone())?;
+    if let Some(auth) = &config.api.auth {
+        let (credential, var) = match &auth.token {
+            TokenSource::Env(secret) => (secret.0.clone(), "API_AUTH_TOKEN"),
+            TokenSource::SecretsManager { secret_id } => {
+                let aws = aws.ok_or_else(|| {
+                    Error::config("API_AUTH_SECRET_ARN", "needs the AWS configuration")
+                })?;
+                let client = aws_sdk_secretsmanager::Client::new(aws);
+                let whole = auth.kind.has_parts();
+                let token = fetch_token(&client, secret_id, whole).await?;
+                (token, "API_AUTH_SECRET_ARN")
+            }
+        };
+        let (auth, secrets) = Auth::new(auth, &credential, var)?;
+        source = source.with_auth(auth, &secrets);
+    }
+    Ok(source)
+}
+
+/// The text of the streams file at `s3://bucket/key`.
+async fn read_s3_text(aws: &aws_config::SdkConfig, bucket: &str, key: &str) -> Result<String> {
+    let fail = |why: String| Error::config("STREAMS_CONFIG", format!("cannot read s3://{bucket}/{key}: {why}"));
+    let out = crate::sink::any::s3_client(aws)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| fail(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .into_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|_| fail("not UTF-8 text".into()))
 }
 
 /// What an invocation returns: a run's summary (a backfill's commit is one), or a backfill

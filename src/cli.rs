@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::app::{App, Outcome};
-use crate::config::Config;
 use crate::event::BackfillStart;
 use crate::sync::Invocation;
 
@@ -16,8 +15,8 @@ use crate::sync::Invocation;
 pub const VERSION: &str = concat!("replay-sync ", env!("CARGO_PKG_VERSION"));
 
 pub const USAGE: &str = "\
-usage: replay-sync invoke [--event FILE] [--request-id ID] [--timeout SECONDS]
-       replay-sync backfill --from TS [--to TS] [--slice-hours H] [--concurrency N]
+usage: replay-sync invoke [--stream NAME] [--event FILE] [--request-id ID] [--timeout SECONDS]
+       replay-sync backfill [--stream NAME] --from TS [--to TS] [--slice-hours H] [--concurrency N]
        replay-sync --version
 
 Runs one sync invocation locally with the configuration in the environment (API_URL,
@@ -29,6 +28,10 @@ invocation that crashed resumes it (its lease and its plan); default: a new rand
 --timeout plays the Lambda timeout: the run stops fetching shortly before it and
 returns status partial (the next run goes on); default: 900 (Lambda's maximum, so a
 local run is bounded too, whatever the API does).
+--stream picks one stream of a STREAMS_CONFIG file (as {\"stream\": NAME} in the event
+does). invoke without one, when the file has several, runs each (at once) and prints
+an object of their summaries by name: one stream's failure fails only its own entry,
+and the exit status is then 1. backfill needs --stream when there are several.
 backfill reads [--from, --to) (default --to: now) in slices of --slice-hours (default 24;
 with API_UNTIL_PARAM, else one slice), --concurrency at once (default 8), then takes one
 checkpoint: the plan, slices and commit the state machine runs in AWS, in one process.
@@ -64,14 +67,7 @@ pub async fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("replay-sync: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let app = match App::new(config).await {
+    let app = match App::from_env().await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("replay-sync: {e}");
@@ -83,7 +79,72 @@ pub async fn main(args: &[String]) -> ExitCode {
         args.request_id.unwrap_or_else(Invocation::random_id),
         Some(timeout),
     );
-    finish(app.handle(&event, &invocation).await)
+    let event = match args.stream {
+        Some(name) => match crate::event::take_stream(&event) {
+            Ok((Some(other), _)) if other != name => {
+                eprintln!("replay-sync: --stream {name} but the event names the stream {other}");
+                return ExitCode::from(2);
+            }
+            _ => with_stream(event, &name),
+        },
+        None => event,
+    };
+    let named = matches!(crate::event::take_stream(&event), Ok((Some(_), _)));
+    if named || app.names().len() == 1 {
+        return finish(app.handle(&event, &invocation).await);
+    }
+    every_stream(&app, &event, &invocation).await
+}
+
+/// `event` naming the stream `name` (a scheduled run when there is no event).
+fn with_stream(event: Value, name: &str) -> Value {
+    match event {
+        Value::Object(mut o) => {
+            o.insert(
+                crate::event::STREAM_FIELD.into(),
+                Value::String(name.to_string()),
+            );
+            Value::Object(o)
+        }
+        _ => serde_json::json!({ crate::event::STREAM_FIELD: name }),
+    }
+}
+
+/// Runs `event` on every stream at once; prints their outcomes by name. Exit 1 if any
+/// failed (2 if the event itself was refused).
+async fn every_stream(app: &App, event: &Value, invocation: &Invocation) -> ExitCode {
+    let runs = app.names().into_iter().map(|name| async move {
+        let result = app.handle(&with_stream(event.clone(), name), invocation).await;
+        (name, result)
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let mut out = serde_json::Map::new();
+    let mut code = ExitCode::SUCCESS;
+    for (name, result) in results {
+        let entry = match result {
+            Ok(outcome) => {
+                if let Some(summary) = outcome.summary() {
+                    eprintln!("{}", crate::metrics::emf_line(summary));
+                }
+                serde_json::to_value(&outcome).unwrap_or_default()
+            }
+            Err(e) => {
+                eprintln!("replay-sync: {name}: {}: {e}", e.kind());
+                code = match e {
+                    crate::Error::Event { .. } => ExitCode::from(2),
+                    _ if code == ExitCode::SUCCESS => ExitCode::from(1),
+                    _ => code,
+                };
+                serde_json::json!({"error_type": e.kind(), "error": e.to_string()})
+            }
+        };
+        out.insert(name.to_string(), entry);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
+    );
+    code
 }
 
 /// Parsed arguments, or the exit: help asked for (0), or bad usage (2, with the usage).
@@ -106,6 +167,7 @@ fn usage<A>(parsed: Result<Option<A>, String>) -> Result<A, ExitCode> {
 struct BackfillArgs {
     start: BackfillStart,
     concurrency: usize,
+    stream: Option<String>,
 }
 
 fn parse_backfill_args(args: &[String]) -> Result<Option<BackfillArgs>, String> {
@@ -117,6 +179,7 @@ fn parse_backfill_args(args: &[String]) -> Result<Option<BackfillArgs>, String> 
         max_concurrency: None,
     };
     let mut concurrency = 8;
+    let mut stream = None;
     while let Some(arg) = it.next() {
         let mut value = |what: &str| {
             it.next()
@@ -125,6 +188,7 @@ fn parse_backfill_args(args: &[String]) -> Result<Option<BackfillArgs>, String> 
         };
         match arg {
             "--from" => start.from = value("a timestamp")?,
+            "--stream" => stream = Some(value("a stream's name")?),
             "--to" => start.to = Some(value("a timestamp")?),
             "--slice-hours" => {
                 let v = value("a number of hours")?;
@@ -149,7 +213,11 @@ fn parse_backfill_args(args: &[String]) -> Result<Option<BackfillArgs>, String> 
         return Err("backfill needs --from".into());
     }
     start.max_concurrency = Some(concurrency as u32);
-    Ok(Some(BackfillArgs { start, concurrency }))
+    Ok(Some(BackfillArgs {
+        start,
+        concurrency,
+        stream,
+    }))
 }
 
 /// `replay-sync backfill …`: plan, slices and commit in this process.
@@ -158,21 +226,25 @@ async fn backfill(args: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let app = match Config::from_env() {
-        Ok(config) => App::new(config).await,
-        Err(e) => Err(e),
-    };
-    let app = match app {
+    let app = match App::from_env().await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("replay-sync: {e}");
             return ExitCode::from(2);
         }
     };
+    let stream = args.stream.as_deref();
+    let engine = match app.engine(stream).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            let result = Err(app.scrub(stream, e));
+            app.log(stream, &result);
+            return finish(result);
+        }
+    };
     // No deadline: each slice is read to its end in one go.
     let invocation = Invocation::new(Invocation::random_id(), None);
-    let result = app
-        .engine()
+    let result = engine
         .backfill(&args.start, &invocation, args.concurrency, |done, total, out, slice| {
             eprintln!(
                 "backfill: slice {done}/{total} done ({} .. {}): {} records written in {} objects",
@@ -184,8 +256,8 @@ async fn backfill(args: &[String]) -> ExitCode {
         })
         .await
         .map(|s| Outcome::Run(Box::new(s)))
-        .map_err(|e| e.scrubbed(app.source.secrets()));
-    app.log(&result);
+        .map_err(|e| app.scrub(stream, e));
+    app.log(stream, &result);
     finish(result)
 }
 
@@ -221,6 +293,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(900);
 struct Args {
     /// The event file (`None`: a scheduled run).
     event: Option<String>,
+    /// The stream (`--stream`).
+    stream: Option<String>,
     request_id: Option<String>,
     timeout: Option<Duration>,
 }
@@ -249,6 +323,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         };
         match arg {
             "--event" | "-e" | "--data-file" => out.event = Some(value("a file name")?),
+            "--stream" => out.stream = Some(value("a stream's name")?),
             "--request-id" => {
                 let id = value("an id")?;
                 if id.is_empty() {

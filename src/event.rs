@@ -137,8 +137,69 @@ pub fn parse_backfill(event: &Value) -> Option<Result<BackfillStep>> {
     None
 }
 
-/// Fields of the EventBridge envelope (all AWS-controlled).
+/// The field naming a stream (several streams in one deployment): at an event's top, or
+/// inside a backfill step's object. [`take_stream`] removes it before the event is parsed.
+pub const STREAM_FIELD: &str = "stream";
+
+/// The stream `event` names, if any, and the event without it. A backfill step may carry
+/// it inside its object (the state machine's input is the plan's) or beside it; naming two
+/// different streams is an error, as is a stream that is not a non-empty string.
+pub fn take_stream(event: &Value) -> Result<(Option<String>, Value)> {
+    let mut event = event.clone();
+    let Some(obj) = event.as_object_mut() else {
+        return Ok((None, event));
+    };
+    let mut found: Option<(String, String)> = None;
+    take_one(obj, STREAM_FIELD, &mut found)?;
+    // `{"stream": NAME}` alone (a schedule's input, `invoke --stream`) is a normal run.
+    if found.is_some() && obj.is_empty() {
+        return Ok((found.map(|(name, _)| name), Value::Null));
+    }
+    for step in ["backfill_plan", "backfill_slice", "backfill_commit"] {
+        if let Some(Value::Object(inner)) = obj.get_mut(step) {
+            take_one(inner, &format!("{step}.{STREAM_FIELD}"), &mut found)?;
+        }
+    }
+    Ok((found.map(|(name, _)| name), event))
+}
+
+/// Removes `obj`'s stream field (at `path`) into `found` (name, where).
+fn take_one(
+    obj: &mut Map<String, Value>,
+    path: &str,
+    found: &mut Option<(String, String)>,
+) -> Result<()> {
+    let Some(v) = obj.remove(STREAM_FIELD) else {
+        return Ok(());
+    };
+    let name = match v {
+        Value::String(s) if !s.is_empty() => s,
+        other => {
+            return Err(Error::event(
+                path,
+                format!(
+                    "expected the stream's name as a non-empty string, got {}",
+                    json_kind(&other)
+                ),
+            ));
+        }
+    };
+    match found {
+        Some((first, at)) if *first != name => Err(Error::event(
+            path,
+            format!("names the stream {name:?}, but {at} names {first:?}"),
+        )),
+        _ => {
+            *found = Some((name, path.to_string()));
+            Ok(())
+        }
+    }
+}
+
+/// Fields of the EventBridge envelope (all AWS-controlled), and the stream a schedule's
+/// input names (removed before parsing; listed so that an error names it).
 const EVENTBRIDGE_FIELDS: &[&str] = &[
+    "stream",
     "version",
     "id",
     "detail-type",
@@ -150,6 +211,7 @@ const EVENTBRIDGE_FIELDS: &[&str] = &[
     "detail",
 ];
 const MANUAL_FIELDS: &[&str] = &[
+    "stream",
     "state_override",
     "buffer_hours",
     "dry_run",
@@ -337,6 +399,36 @@ mod tests {
         match parse_event(&v) {
             Err(Error::Event { field, .. }) => field,
             other => panic!("expected an event error for {v}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stream_is_taken_from_the_top_or_a_backfill_step() {
+        let (name, rest) = take_stream(&json!({"stream": "users", "dry_run": true})).unwrap();
+        assert_eq!(name.as_deref(), Some("users"));
+        assert_eq!(rest, json!({"dry_run": true}));
+        let plan = json!({"backfill_plan": {"stream": "orders", "from": "2024-01-01T00:00:00Z"}});
+        let (name, rest) = take_stream(&plan).unwrap();
+        assert_eq!(name.as_deref(), Some("orders"));
+        assert_eq!(
+            rest,
+            json!({"backfill_plan": {"from": "2024-01-01T00:00:00Z"}})
+        );
+        let slice = json!({"stream": "orders", "backfill_slice": {"backfill_id": "b"}, "done": false});
+        let (name, _) = take_stream(&slice).unwrap();
+        assert_eq!(name.as_deref(), Some("orders"));
+        let (name, rest) = take_stream(&Value::Null).unwrap();
+        assert_eq!((name, rest), (None, Value::Null));
+        let two = json!({"stream": "a", "backfill_commit": {"backfill_id": "b", "stream": "c"}});
+        match take_stream(&two) {
+            Err(Error::Event { field, message }) => {
+                assert_eq!(field, "backfill_commit.stream");
+                assert!(message.contains("\"a\""), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [json!({"stream": ""}), json!({"stream": 3})] {
+            assert!(matches!(take_stream(&bad), Err(Error::Event { .. })), "{bad}");
         }
     }
 

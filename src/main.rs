@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use replay_sync::{Config, app, cli};
+use replay_sync::{app, cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
         return cli::main(&args).await;
     }
-    let started = async { app::serve_lambda(app::App::new(Config::from_env()?).await?).await };
+    let started = async { app::serve_lambda(app::App::from_env().await?).await };
     match started.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

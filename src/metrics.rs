@@ -1,8 +1,8 @@
 //! The run summary as CloudWatch metrics, in the Embedded Metric Format: one JSON line that
-//! CloudWatch Logs turns into metrics (namespace `ReplaySync`), with the sync id as the
-//! dimension (and the sync id with the status, to count runs by outcome) — and, deployed,
-//! the stack (`STACK_NAME`, set by the template) before it, so that two stacks syncing the
-//! same sync id never share metrics nor keep each other's alarms green.
+//! CloudWatch Logs turns into metrics (namespace `ReplaySync`), with the stream (its sync id)
+//! as the dimension `Stream` (and the stream with the status, to count runs by outcome) —
+//! and, deployed, the stack (`STACK_NAME`, set by the template) before it, so that two
+//! stacks syncing the same stream never share metrics nor keep each other's alarms green.
 //!
 //! In Lambda the line goes to stdout; the local mode writes it to stderr with the logs, so
 //! that stdout carries the summary alone.
@@ -74,8 +74,8 @@ fn cursor_age_seconds(s: &RunSummary) -> Option<f64> {
 pub fn emf(s: &RunSummary, timestamp_ms: i64, stack: Option<&str>) -> Value {
     let values = values(s);
     let dimensions = match stack {
-        Some(_) => json!([["Stack", "SyncId"], ["Stack", "SyncId", "Status"]]),
-        None => json!([["SyncId"], ["SyncId", "Status"]]),
+        Some(_) => json!([["Stack", "Stream"], ["Stack", "Stream", "Status"]]),
+        None => json!([["Stream"], ["Stream", "Status"]]),
     };
     let mut doc = json!({
         "_aws": {
@@ -86,7 +86,7 @@ pub fn emf(s: &RunSummary, timestamp_ms: i64, stack: Option<&str>) -> Value {
                 "Metrics": values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         },
-        "SyncId": s.sync_id,
+        "Stream": s.sync_id,
         "Status": s.status.as_str(),
         "RunId": s.run_id,
     });
@@ -121,8 +121,9 @@ mod tests {
         s.new_cursor = Some("2024-01-15T10:00:00Z".into());
         let doc = emf(&s, 1, Some("lake-prod"));
         let def = &doc["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(def["Dimensions"][0], json!(["Stack", "SyncId"]));
-        assert_eq!(def["Dimensions"][1], json!(["Stack", "SyncId", "Status"]));
+        assert_eq!(def["Dimensions"][0], json!(["Stack", "Stream"]));
+        assert_eq!(def["Dimensions"][1], json!(["Stack", "Stream", "Status"]));
+        assert_eq!(doc["Stream"], "user");
         assert_eq!(doc["Stack"], "lake-prod");
         assert_eq!(doc["CursorAgeSeconds"], 7200.0);
         assert!(def["Metrics"].to_string().contains("CursorAgeSeconds"));
@@ -131,7 +132,7 @@ mod tests {
         let doc = emf(&s, 1, None);
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            json!(["SyncId"])
+            json!(["Stream"])
         );
         assert!(doc.get("CursorAgeSeconds").is_none());
         assert!(doc.get("Stack").is_none());

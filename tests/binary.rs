@@ -399,10 +399,10 @@ fn metrics_are_emitted_in_embedded_metric_format() {
     let m = &emf[0];
     let def = &m["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(def["Namespace"], "ReplaySync");
-    assert_eq!(def["Dimensions"][0], serde_json::json!(["SyncId"]));
+    assert_eq!(def["Dimensions"][0], serde_json::json!(["Stream"]));
     assert!(m["CursorAgeSeconds"].as_f64().unwrap() > 0.0, "{m}");
     assert!(m["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
-    assert_eq!(m["SyncId"], "user");
+    assert_eq!(m["Stream"], "user");
     assert_eq!(m["Status"], "completed");
     let names: Vec<&str> = def["Metrics"]
         .as_array()

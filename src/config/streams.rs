@@ -169,6 +169,77 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Where a streams file is: a local (or packaged) path, or an S3 object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Path(std::path::PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+/// Reads `STREAMS_CONFIG`'s value.
+pub fn location(value: &str) -> Result<Location> {
+    let value = value.trim();
+    match value.strip_prefix("s3://") {
+        Some(rest) => match rest.split_once('/') {
+            Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            }),
+            _ => Err(Error::config(
+                "STREAMS_CONFIG",
+                format!("expected s3://BUCKET/KEY or a path, got {value:?}"),
+            )),
+        },
+        None if value.is_empty() => Err(Error::config("STREAMS_CONFIG", "is empty")),
+        None => Ok(Location::Path(value.into())),
+    }
+}
+
+/// The variable in which a deployment names its streams (the template's `Streams`).
+pub const STREAM_NAMES_VAR: &str = "STREAM_NAMES";
+
+/// Checks that the streams a deployment schedules (`STREAM_NAMES`, comma-separated) are the
+/// streams its configuration describes: a scheduled stream missing from the file would fail
+/// every run, a stream of the file with no schedule would never run.
+pub fn check_deployed(deployed: &str, described: &[String]) -> Result<()> {
+    let mut want: Vec<&str> = deployed
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    let mut have: Vec<&str> = described.iter().map(String::as_str).collect();
+    have.sort_unstable();
+    if want == have {
+        return Ok(());
+    }
+    let missing: Vec<&str> = want.iter().filter(|w| !have.contains(w)).copied().collect();
+    let extra: Vec<&str> = have.iter().filter(|h| !want.contains(h)).copied().collect();
+    let mut why = Vec::new();
+    if !missing.is_empty() {
+        why.push(format!(
+            "the deployment schedules {} but the configuration does not describe {}",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if !extra.is_empty() {
+        why.push(format!(
+            "the configuration describes {} but the deployment does not schedule {}",
+            extra.join(", "),
+            if extra.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    Err(Error::config(
+        STREAM_NAMES_VAR,
+        format!(
+            "{} (the template's Streams parameter must name exactly the streams of STREAMS_CONFIG, or SYNC_ID without one)",
+            why.join("; ")
+        ),
+    ))
+}
+
 /// Every stream's configuration, each checked: the first stream with a bad setting fails
 /// naming itself and the variable.
 pub fn configs(
@@ -242,6 +313,33 @@ FETCH_CONCURRENCY = 2
             companies.output,
             crate::config::OutputLocation::S3 { .. }
         ));
+    }
+
+    #[test]
+    fn locations_and_the_deployed_names() {
+        assert_eq!(
+            location("s3://cfg/streams/prod.toml").unwrap(),
+            Location::S3 {
+                bucket: "cfg".into(),
+                key: "streams/prod.toml".into()
+            }
+        );
+        assert_eq!(
+            location("/opt/streams.toml").unwrap(),
+            Location::Path("/opt/streams.toml".into())
+        );
+        assert!(location("s3://bucket-only").is_err());
+        assert!(location(" ").is_err());
+        let names = vec!["companies".to_string(), "users".to_string()];
+        check_deployed("users,companies", &names).unwrap();
+        check_deployed(" users , companies ,", &names).unwrap();
+        let e = check_deployed("users,orders", &names).unwrap_err().to_string();
+        assert!(
+            e.contains("STREAM_NAMES")
+                && e.contains("schedules orders")
+                && e.contains("describes companies"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -69,18 +69,19 @@ impl AnySink {
                 let aws = aws.ok_or_else(|| {
                     Error::config("OUTPUT", "an S3 bucket needs the AWS configuration")
                 })?;
-                let mut s3 = aws_sdk_s3::config::Builder::from(aws);
-                if std::env::var_os("AWS_ENDPOINT_URL").is_some()
-                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-                {
-                    s3 = s3.force_path_style(true);
-                }
-                Ok(AnySink::S3(S3Sink::new(
-                    aws_sdk_s3::Client::from_conf(s3.build()),
-                    bucket,
-                    prefix,
-                )))
+                Ok(AnySink::S3(S3Sink::new(s3_client(aws), bucket, prefix)))
             }
         }
     }
+}
+
+/// An S3 client for `aws`, path-style when an endpoint is configured (a local emulator).
+pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut s3 = aws_sdk_s3::config::Builder::from(aws);
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+    {
+        s3 = s3.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(s3.build())
 }

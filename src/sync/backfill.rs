@@ -59,6 +59,8 @@ pub struct BackfillPlan {
 /// What planning returns (the state machine's Map reads `bucket`/`key`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
+    /// The stream (its sync id): the state machine passes it to every slice and the commit.
+    pub stream: String,
     pub backfill_id: String,
     pub slices: usize,
     /// The S3 bucket and key of `slices.json` (none for a directory output).
@@ -91,6 +93,8 @@ pub struct Part {
 /// What a slice step returns: the state machine loops on `done`, passing `backfill_slice`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SliceOutcome {
+    /// The stream, passed on with `backfill_slice` while the state machine loops.
+    pub stream: String,
     pub done: bool,
     pub backfill_slice: SliceTask,
     pub records_written: u64,
@@ -165,6 +169,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         self.sink.flush().await?;
         info!(backfill_id = %id, slices = plan.slices.len(), "backfill planned");
         Ok(Planned {
+            stream: self.settings.sync_id.clone(),
             backfill_id: id,
             slices: plan.slices.len(),
             bucket: self.sink.bucket().map(str::to_string),
@@ -239,7 +244,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
         let part_rel = self.part_key(&task.backfill_id, &task.since, task.part)?;
         // A part already read (a retried invocation) is not read again.
         if let Some(done) = self.get_json::<Part>(&part_rel).await? {
-            return Ok(outcome(&done, task));
+            return Ok(outcome(&self.settings.sync_id, &done, task));
         }
         let synced = parse("plan.synced_at", &plan.synced_at)?;
         let req = RunRequest {
@@ -329,7 +334,7 @@ impl<St: StateStore, So: Source, Si: Sink + Clone + 'static> Engine<'_, St, So, 
             records_written = part.counts.records_written,
             "backfill slice part written"
         );
-        Ok(outcome(&part, task))
+        Ok(outcome(&self.settings.sync_id, &part, task))
     }
 
     /// Stores the fingerprints of what a part wrote from `read_from`, kept within what a run
@@ -667,8 +672,9 @@ fn manual() -> RunRequest {
 }
 
 /// The step's answer for a part.
-fn outcome(part: &Part, task: &SliceTask) -> SliceOutcome {
+fn outcome(stream: &str, part: &Part, task: &SliceTask) -> SliceOutcome {
     SliceOutcome {
+        stream: stream.to_string(),
         done: part.done,
         backfill_slice: part.next.clone().unwrap_or_else(|| task.clone()),
         records_written: part.counts.records_written,
