@@ -291,7 +291,12 @@ async fn build_source(config: &Config, aws: Option<&aws_config::SdkConfig>) -> R
 
 /// The text of the streams file at `s3://bucket/key`.
 async fn read_s3_text(aws: &aws_config::SdkConfig, bucket: &str, key: &str) -> Result<String> {
-    let fail = |why: String| Error::config("STREAMS_CONFIG", format!("cannot read s3://{bucket}/{key}: {why}"));
+    let fail = |why: String| {
+        Error::config(
+            "STREAMS_CONFIG",
+            format!("cannot read s3://{bucket}/{key}: {why}"),
+        )
+    };
     let out = crate::sink::any::s3_client(aws)
         .get_object()
         .bucket(bucket)

@@ -114,7 +114,9 @@ fn with_stream(event: Value, name: &str) -> Value {
 /// failed (2 if the event itself was refused).
 async fn every_stream(app: &App, event: &Value, invocation: &Invocation) -> ExitCode {
     let runs = app.names().into_iter().map(|name| async move {
-        let result = app.handle(&with_stream(event.clone(), name), invocation).await;
+        let result = app
+            .handle(&with_stream(event.clone(), name), invocation)
+            .await;
         (name, result)
     });
     let results = futures_util::future::join_all(runs).await;

@@ -414,7 +414,8 @@ mod tests {
             rest,
             json!({"backfill_plan": {"from": "2024-01-01T00:00:00Z"}})
         );
-        let slice = json!({"stream": "orders", "backfill_slice": {"backfill_id": "b"}, "done": false});
+        let slice =
+            json!({"stream": "orders", "backfill_slice": {"backfill_id": "b"}, "done": false});
         let (name, _) = take_stream(&slice).unwrap();
         assert_eq!(name.as_deref(), Some("orders"));
         let (name, rest) = take_stream(&Value::Null).unwrap();
@@ -428,7 +429,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         for bad in [json!({"stream": ""}), json!({"stream": 3})] {
-            assert!(matches!(take_stream(&bad), Err(Error::Event { .. })), "{bad}");
+            assert!(
+                matches!(take_stream(&bad), Err(Error::Event { .. })),
+                "{bad}"
+            );
         }
     }
 

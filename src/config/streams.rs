@@ -333,7 +333,9 @@ FETCH_CONCURRENCY = 2
         let names = vec!["companies".to_string(), "users".to_string()];
         check_deployed("users,companies", &names).unwrap();
         check_deployed(" users , companies ,", &names).unwrap();
-        let e = check_deployed("users,orders", &names).unwrap_err().to_string();
+        let e = check_deployed("users,orders", &names)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("STREAM_NAMES")
                 && e.contains("schedules orders")
