@@ -482,6 +482,17 @@ fn the_state_machine_plans_maps_the_slices_and_commits() {
         payloads.last().unwrap()["backfill_commit"]["backfill_id"],
         "backfill-test"
     );
+    // The stream goes with every step: in the plan's input, then beside each slice and the
+    // commit (the function reads it there: event::take_stream).
+    assert_eq!(
+        payloads[0]["backfill_plan"]["stream"], "user",
+        "{payloads:?}"
+    );
+    for p in &payloads[1..] {
+        assert_eq!(p["stream"], "user", "{p}");
+        let (stream, _) = replay_sync::event::take_stream(p).unwrap();
+        assert_eq!(stream.as_deref(), Some("user"));
+    }
 
     // Exactly the queued answers were used in order: the plan, four slice parts (the first
     // slice carried on in its child by a second invocation), then the commit — otherwise
@@ -493,6 +504,19 @@ fn the_state_machine_plans_maps_the_slices_and_commits() {
     assert_eq!(
         runs[0]["max_concurrency"], 1,
         "from the input's max_concurrency: {r}"
+    );
+
+    // The children and the commit take the stream from the plan's answer (moto keeps the
+    // children's histories out of reach): a plan's answer without it fails every child,
+    // and the commit, before either invokes the function.
+    let r = run("no-stream");
+    assert_eq!(r["status"], "FAILED", "{r}");
+    let runs = r["map_runs"].as_array().unwrap();
+    assert_eq!(runs[0]["items"]["failed"], 3, "{r}");
+    assert_eq!(
+        r["task_payloads"].as_array().unwrap().len(),
+        1,
+        "the plan only: {r}"
     );
 
     // A child whose answers cannot be carried on fails. (AWS then fails the Map and the

@@ -105,9 +105,10 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Whether a statement of `grants` allows `action` on `resource`, with `prefix` as the
-/// request's `s3:prefix` (a listing's, or the key a GET may miss).
-fn allowed(grants: &serde_json::Value, action: &str, resource: &str, prefix: Option<&str>) -> bool {
+/// Whether a statement of `grants` allows `action` on `resource` in the request context
+/// `ctx` (`s3:prefix` for a listing or a GET that may miss, `dynamodb:LeadingKeys` for an
+/// item's key). The conditions this test reads: `StringLike` and `ForAllValues:StringEquals`.
+fn allowed(grants: &serde_json::Value, action: &str, resource: &str, ctx: &[(&str, &str)]) -> bool {
     let strings = |v: &serde_json::Value| -> Vec<String> {
         match v {
             serde_json::Value::String(s) => vec![s.clone()],
@@ -118,6 +119,7 @@ fn allowed(grants: &serde_json::Value, action: &str, resource: &str, prefix: Opt
             _ => Vec::new(),
         }
     };
+    let value = |key: &str| ctx.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
     grants["statements"].as_array().unwrap().iter().any(|s| {
         s["Effect"] == "Allow"
             && strings(&s["Action"]).iter().any(|a| glob(a, action))
@@ -125,11 +127,20 @@ fn allowed(grants: &serde_json::Value, action: &str, resource: &str, prefix: Opt
             && match s.get("Condition") {
                 None => true,
                 Some(c) => c.as_object().unwrap().iter().all(|(op, kv)| {
-                    kv.as_object().unwrap().iter().all(|(key, want)| {
-                        assert_eq!(op, "StringLike", "a condition this test reads: {c}");
-                        assert_eq!(key, "s3:prefix", "a condition this test reads: {c}");
-                        prefix.is_some_and(|p| strings(want).iter().any(|w| glob(w, p)))
-                    })
+                    kv.as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(key, want)| match op.as_str() {
+                            "StringLike" => {
+                                value(key).is_some_and(|v| strings(want).iter().any(|w| glob(w, v)))
+                            }
+                            // A request without the key would pass it in IAM: this test asks
+                            // every request to carry what it is about.
+                            "ForAllValues:StringEquals" => {
+                                value(key).is_some_and(|v| strings(want).iter().any(|w| w == v))
+                            }
+                            _ => panic!("a condition this test does not read: {c}"),
+                        })
                 }),
             }
     })
@@ -199,24 +210,57 @@ fn calls_in_src() -> std::collections::BTreeSet<(String, String)> {
 #[test]
 fn every_aws_call_the_code_makes_is_granted_by_the_template() {
     let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:api-AbCdEf";
-    let g = grants(&format!(
-        r#"{{"ApiAuthSecretArn": "{secret}", "OutputPrefix": "raw/api"}}"#
-    ));
+    for streams in ["user", "users,order_items,events"] {
+        let g = grants(&format!(
+            r#"{{"ApiAuthSecretArn": "{secret}", "OutputPrefix": "raw/api", "Streams": "{streams}"}}"#
+        ));
+        for stream in streams.split(',') {
+            calls_are_granted(&g, stream, secret);
+        }
+        // And nothing outside the streams' own prefixes, state items or secret.
+        let table = "arn:aws:dynamodb:us-east-1:123456789012:table/state";
+        let other = [("dynamodb:LeadingKeys", "other")];
+        assert!(!allowed(&g, "dynamodb:UpdateItem", table, &other));
+        for prefix in [
+            "raw/api/other/x.jsonl",
+            "other/user/x.jsonl",
+            "raw/api/x.jsonl",
+        ] {
+            let object = format!("arn:aws:s3:::lake/{prefix}");
+            assert!(!allowed(&g, "s3:PutObject", &object, &[]), "{prefix}");
+            let listing = [("s3:prefix", prefix)];
+            assert!(!allowed(&g, "s3:ListBucket", "arn:aws:s3:::lake", &listing));
+        }
+        let own = [("dynamodb:LeadingKeys", "user")];
+        assert!(!allowed(&g, "dynamodb:DeleteItem", table, &own));
+        let other_table = "arn:aws:dynamodb:us-east-1:123456789012:table/other";
+        assert!(!allowed(&g, "dynamodb:UpdateItem", other_table, &own));
+    }
+}
+
+/// Every call in `src/` is granted to the function for `stream`.
+fn calls_are_granted(g: &serde_json::Value, stream: &str, secret: &str) {
     let table = "arn:aws:dynamodb:us-east-1:123456789012:table/state";
-    let key = "raw/api/user/_backfills/backfill-x/plan.json";
+    let item = [("dynamodb:LeadingKeys", stream)];
+    let key = format!("raw/api/{stream}/_backfills/backfill-x/plan.json");
     let object = format!("arn:aws:s3:::lake/{key}");
-    // What each call needs: (action, resource, s3:prefix).
-    let needs = |op: &str| -> Vec<(&'static str, String, Option<&str>)> {
+    let listing = [("s3:prefix", key.as_str())];
+    // What each call needs: (action, resource, request context).
+    let needs = |op: &str| -> Vec<(&'static str, String, &[(&str, &str)])> {
         match op {
-            "get_item" => vec![("dynamodb:GetItem", table.into(), None)],
-            "update_item" => vec![("dynamodb:UpdateItem", table.into(), None)],
-            "put_object" => vec![("s3:PutObject", object.clone(), None)],
-            "get_object" => vec![
-                ("s3:GetObject", object.clone(), None),
-                ("s3:ListBucket", "arn:aws:s3:::lake".into(), Some(key)),
+            "get_item" => vec![("dynamodb:GetItem", table.into(), &item)],
+            "update_item" => vec![("dynamodb:UpdateItem", table.into(), &item)],
+            // Fingerprint sets go with a tag (the lifecycle rule's filter).
+            "put_object" => vec![
+                ("s3:PutObject", object.clone(), &[]),
+                ("s3:PutObjectTagging", object.clone(), &[]),
             ],
-            "list_objects_v2" => vec![("s3:ListBucket", "arn:aws:s3:::lake".into(), Some(key))],
-            "get_secret_value" => vec![("secretsmanager:GetSecretValue", secret.into(), None)],
+            "get_object" => vec![
+                ("s3:GetObject", object.clone(), &[]),
+                ("s3:ListBucket", "arn:aws:s3:::lake".into(), &listing),
+            ],
+            "list_objects_v2" => vec![("s3:ListBucket", "arn:aws:s3:::lake".into(), &listing)],
+            "get_secret_value" => vec![("secretsmanager:GetSecretValue", secret.into(), &[])],
             other => panic!(
                 "an AWS call this test does not know: {other}; say what it needs here and grant it in template.yaml"
             ),
@@ -225,30 +269,14 @@ fn every_aws_call_the_code_makes_is_granted_by_the_template() {
     let calls = calls_in_src();
     assert!(calls.len() >= 5, "{calls:?}");
     for (_, op) in &calls {
-        for (action, resource, prefix) in needs(op) {
+        for (action, resource, ctx) in needs(op) {
             assert!(
-                allowed(&g, action, &resource, prefix),
-                "{op} needs {action} on {resource} (s3:prefix {prefix:?}); the template grants {:#}",
+                allowed(g, action, &resource, ctx),
+                "{op} of {stream} needs {action} on {resource} ({ctx:?}); the template grants {:#}",
                 g["statements"]
             );
         }
     }
-    // And nothing outside the sync's own prefix, state table or secret.
-    let other_prefix = "arn:aws:s3:::lake/other/user/x.jsonl";
-    assert!(!allowed(&g, "s3:PutObject", other_prefix, None));
-    assert!(!allowed(
-        &g,
-        "s3:ListBucket",
-        "arn:aws:s3:::lake",
-        Some("other/x")
-    ));
-    assert!(!allowed(&g, "dynamodb:DeleteItem", table, None));
-    assert!(!allowed(
-        &g,
-        "dynamodb:UpdateItem",
-        "arn:aws:dynamodb:us-east-1:123456789012:table/other",
-        None
-    ));
 }
 
 #[test]

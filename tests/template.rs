@@ -41,16 +41,22 @@ fn sam_validate_lint_passes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("is a valid SAM Template"));
 }
 
-/// The template as JSON (intrinsic tags as `{"Ref": …}`, `{"Fn::Sub": …}`), read with
-/// cfn-lint's own loader.
+/// The template as JSON (intrinsic tags as `{"Ref": …}`, `{"Fn::Sub": …}`) after
+/// `AWS::LanguageExtensions` made each stream's resources (SAM CLI's port of that
+/// transform, `tests/iam/transform.py --for-each-only`), with the default parameters: one
+/// stream, `user`.
 fn template() -> Value {
-    let out = tool(
-        "python",
-        &[
-            "-c",
-            "import json,sys; from cfnlint.decode import cfn_yaml; print(json.dumps(cfn_yaml.load('template.yaml')))",
-        ],
-    );
+    template_with("{}")
+}
+
+/// [`template`] with parameter values (JSON), e.g. `{"Streams": "a,b,c"}`.
+fn template_with(params: &str) -> Value {
+    let out = Command::new(venv_bin("python"))
+        .args(["tests/iam/transform.py", "--for-each-only", params])
+        .stdin(std::fs::File::open(project_dir().join("template.yaml")).unwrap())
+        .current_dir(project_dir())
+        .output()
+        .expect("run tests/iam/transform.py");
     assert!(ok(&out));
     serde_json::from_slice(&out.stdout).expect("template JSON")
 }
@@ -99,11 +105,18 @@ fn function_is_least_privilege_and_sized_by_parameters() {
     let role = &t["Resources"]["SyncFunctionRole"]["Properties"];
     let policies = role["Policies"].as_array().unwrap();
     assert_eq!(policies.len(), 1);
-    let statements = policies[0]["PolicyDocument"]["Statement"]
+    // The role's own statements, and the stream's (a policy per stream, on this role).
+    let stream = &t["Resources"]["StreamAccessuser"]["Properties"];
+    assert_eq!(stream["Roles"][0]["Ref"], "SyncFunctionRole");
+    let statements: Vec<Value> = policies[0]["PolicyDocument"]["Statement"]
         .as_array()
-        .unwrap();
+        .unwrap()
+        .iter()
+        .chain(stream["PolicyDocument"]["Statement"].as_array().unwrap())
+        .cloned()
+        .collect();
     let mut grants = Vec::new();
-    for s in statements {
+    for s in &statements {
         assert_eq!(s["Effect"], "Allow");
         for a in s["Action"].as_array().unwrap() {
             grants.push((a.as_str().unwrap().to_string(), s["Resource"].to_string()));
@@ -118,6 +131,7 @@ fn function_is_least_privilege_and_sized_by_parameters() {
             "s3:GetObject",
             "s3:ListBucket",
             "s3:PutObject",
+            "s3:PutObjectTagging",
             "sqs:SendMessage"
         ]
     );
@@ -126,6 +140,12 @@ fn function_is_least_privilege_and_sized_by_parameters() {
             assert_eq!(
                 resource, r#"{"Fn::GetAtt":["StateTable","Arn"]}"#,
                 "{action}"
+            );
+            // Only the streams' own state items.
+            let state = &statements[0];
+            assert_eq!(
+                state["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]["Ref"],
+                "Streams"
             );
         } else if action.starts_with("sqs:") {
             assert_eq!(
@@ -144,11 +164,11 @@ fn function_is_least_privilege_and_sized_by_parameters() {
                 .unwrap();
             assert_eq!(
                 list["Condition"]["StringLike"]["s3:prefix"]["Fn::Sub"],
-                "${OutputPrefix}/*"
+                "${OutputPrefix}/user/*"
             );
         } else {
             assert!(
-                resource.contains("${OutputBucket.Arn}/${OutputPrefix}/*"),
+                resource.contains("${OutputBucket.Arn}/${OutputPrefix}/user/*"),
                 "{action} on {resource}"
             );
         }
@@ -165,6 +185,8 @@ fn function_is_least_privilege_and_sized_by_parameters() {
         "API_NEXT_PAGE_FIELD",
         "BUFFER_HOURS",
         "SYNC_ID",
+        "STREAM_NAMES",
+        "STREAMS_CONFIG",
     ] {
         assert!(vars.get(v).is_some(), "{v} is set");
     }
@@ -192,10 +214,14 @@ fn function_is_least_privilege_and_sized_by_parameters() {
         (Some(4), Some(1), Some(64))
     );
 
-    // An EventBridge rule delivers the standard Scheduled Event, at a rate set by parameter.
-    let ev = &p["Events"]["Schedule"];
-    assert_eq!(ev["Type"], "Schedule");
-    assert_eq!(ev["Properties"]["Schedule"]["Ref"], "ScheduleExpression");
+    // An EventBridge rule per stream delivers a Scheduled Event naming its stream, at a rate
+    // set by parameter (checked as the function parses it in schedules_name_their_streams).
+    let ev = &t["Resources"]["Scheduleuser"];
+    assert_eq!(ev["Type"], "AWS::Events::Rule");
+    assert_eq!(
+        ev["Properties"]["ScheduleExpression"]["Ref"],
+        "ScheduleExpression"
+    );
     // It can be deployed disabled.
     assert_eq!(
         ev["Properties"]["State"],
@@ -220,10 +246,24 @@ fn storage_does_not_grow_forever() {
             .unwrap_or_else(|| panic!("no rule {id}: {rules}"))
             .clone()
     };
+    // Every stream's fingerprint sets, by the tag the S3 sink puts on them (a lifecycle
+    // filter takes no wildcard); those written before the tag, in the first stream's folder.
     let fp = rule("ExpireOldFingerprintSets");
     assert_eq!(fp["Status"], "Enabled");
-    assert!(fp["Prefix"].to_string().contains("_fingerprints/"), "{fp}");
+    let (k, v) = replay_sync::sink::s3::FINGERPRINT_TAG
+        .split_once('=')
+        .unwrap();
+    assert_eq!(
+        fp["TagFilters"],
+        serde_json::json!([{"Key": k, "Value": v}])
+    );
     assert_eq!(fp["ExpirationInDays"]["Ref"], "FingerprintRetentionDays");
+    let old = rule("ExpireUntaggedFingerprintSets");
+    assert!(
+        old["Prefix"].to_string().contains("/_fingerprints/"),
+        "{old}"
+    );
+    assert!(old["Prefix"].to_string().contains("Streams"), "{old}");
     let nc = rule("ExpireNoncurrentVersions");
     assert_eq!(
         nc["NoncurrentVersionExpiration"]["NoncurrentDays"]["Ref"],
@@ -347,7 +387,7 @@ fn failures_are_loud() {
 
     // Freshness: no completed or partial run for FreshnessSeconds (missing data breaches),
     // from the Runs metric the function emits with its status.
-    let fresh = alarm("FreshnessAlarm");
+    let fresh = alarm("FreshnessAlarmuser");
     assert_eq!(fresh["TreatMissingData"], "breaching");
     assert_eq!(fresh["ComparisonOperator"], "LessThanThreshold");
     let metrics = fresh["Metrics"].as_array().unwrap();
@@ -381,26 +421,34 @@ fn failures_are_loud() {
     );
 
     // Lateness: the run's BufferUsed metric (EMF, namespace ReplaySync) at 80 % of the buffer.
-    let lateness = &r["LatenessAlarm"]["Properties"];
+    let lateness = &r["LatenessAlarmuser"]["Properties"];
     assert_eq!(lateness["Namespace"], "ReplaySync");
     assert_eq!(lateness["MetricName"], "BufferUsed");
     assert_eq!(lateness["Threshold"], 0.8);
     assert_eq!(lateness["Statistic"], "Maximum");
-    // Every metric alarm names the stack before the sync id (the function's EMF dimensions
-    // when STACK_NAME is set): two stacks with one sync id never share metrics (issue 20, 10).
-    for name in ["LatenessAlarm", "MissedByBufferAlarm", "CursorAgeAlarm"] {
+    // Every metric alarm names the stack before the stream (the function's EMF dimensions
+    // when STACK_NAME is set): two stacks with one stream never share metrics (issue 20, 10).
+    for name in [
+        "LatenessAlarmuser",
+        "MissedByBufferAlarmuser",
+        "CursorAgeAlarmuser",
+    ] {
         let dims = &r[name]["Properties"]["Dimensions"];
         assert_eq!(dims[0]["Name"], "Stack", "{name}");
         assert_eq!(dims[0]["Value"]["Ref"], "AWS::StackName", "{name}");
-        assert_eq!(dims[1]["Name"], "SyncId", "{name}");
-        assert_eq!(dims[1]["Value"]["Ref"], "SyncId", "{name}");
+        assert_eq!(dims[1]["Name"], "Stream", "{name}");
+        assert_eq!(dims[1]["Value"], "user", "{name}");
     }
-    for m in r["FreshnessAlarm"]["Properties"]["Metrics"]
+    for m in r["FreshnessAlarmuser"]["Properties"]["Metrics"]
         .as_array()
         .unwrap()
     {
         if let Some(dims) = m["MetricStat"]["Metric"]["Dimensions"].as_array() {
             assert_eq!(dims[0]["Name"], "Stack", "{m}");
+            assert_eq!(
+                dims[1],
+                serde_json::json!({"Name": "Stream", "Value": "user"})
+            );
         }
     }
     assert_eq!(
@@ -409,7 +457,7 @@ fn failures_are_loud() {
     );
     assert_eq!(lateness["AlarmActions"][0]["Ref"], "AlarmTopic");
     // The cursor's age: runs that return partial without moving it page someone.
-    let age = &r["CursorAgeAlarm"]["Properties"];
+    let age = &r["CursorAgeAlarmuser"]["Properties"];
     assert_eq!(age["MetricName"], "CursorAgeSeconds");
     assert_eq!(age["Threshold"]["Ref"], "MaxCursorAgeSeconds");
     assert_eq!(age["ComparisonOperator"], "GreaterThanThreshold");
@@ -436,7 +484,7 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
     let mut text = sub[0].as_str().unwrap().to_string();
     let vars = sub[1].as_object().unwrap();
     text = text.replace("${LambdaRetry}", vars["LambdaRetry"].as_str().unwrap());
-    for v in ["FunctionArn", "OutputBucket", "OutputPrefix", "SyncId"] {
+    for v in ["FunctionArn", "OutputBucket", "OutputPrefix"] {
         text = text.replace(&format!("${{{v}}}"), v);
     }
     let def: Value = serde_json::from_str(&text).expect("the definition is JSON");
@@ -469,11 +517,33 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
     }
     assert!(states["Commit"]["Retry"].to_string().contains("StateBusy"));
 
-    // Its role: invoke this function only; S3 on the backfill prefix only.
+    // The stream goes with every step: the plan's answer names it, each slice and the
+    // commit pass it back.
+    assert_eq!(map["ItemSelector"]["stream.$"], "$.stream");
+    assert_eq!(
+        child["ReadSlice"]["Parameters"]["Payload"]["stream.$"],
+        "$.stream"
+    );
+    assert_eq!(
+        states["Commit"]["Parameters"]["Payload"]["stream.$"],
+        "$.stream"
+    );
+    assert_eq!(
+        states["Plan"]["Parameters"]["Payload"]["backfill_plan.$"],
+        "$"
+    );
+
+    // Its role: invoke this function only; S3 on the Map's results and each stream's slice
+    // lists only.
     let role = &r["BackfillRole"]["Properties"];
-    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    let own = r["BackfillStreamAccessuser"]["Properties"].clone();
+    assert_eq!(own["Roles"][0]["Ref"], "BackfillRole");
+    let statements: Vec<&Value> = role["Policies"][0]["PolicyDocument"]["Statement"]
         .as_array()
-        .unwrap();
+        .unwrap()
+        .iter()
+        .chain(own["PolicyDocument"]["Statement"].as_array().unwrap())
+        .collect();
     for s in statements {
         let actions = s["Action"].to_string();
         let resource = s["Resource"].to_string();
@@ -483,7 +553,9 @@ fn the_backfill_state_machine_is_a_distributed_map_with_least_privilege() {
         }
         if actions.contains("s3:") {
             assert!(
-                resource.contains("${OutputBucket.Arn}/${OutputPrefix}/${SyncId}/_backfills/*"),
+                resource.contains("${OutputBucket.Arn}/${OutputPrefix}/user/_backfills/*")
+                    || resource
+                        .contains("${OutputBucket.Arn}/${OutputPrefix}/_backfills/results/*"),
                 "{s}"
             );
         }
@@ -515,13 +587,13 @@ fn output_is_compressed_and_catalogued_for_athena() {
     let vars = &r["SyncFunction"]["Properties"]["Environment"]["Variables"];
     assert_eq!(vars["OUTPUT_COMPRESSION"]["Ref"], "OutputCompression");
 
-    // The table over PREFIX/SYNC_ID/: JSON SerDe, the seed's columns and _synced_at.
-    let table = &r["LakeTable"]["Properties"]["TableInput"];
+    // The stream's table over PREFIX/STREAM/: JSON SerDe, the seed's columns and _synced_at.
+    let table = &r["LakeTableuser"]["Properties"]["TableInput"];
     let sd = &table["StorageDescriptor"];
     assert!(
         sd["Location"]
             .to_string()
-            .contains("s3://${OutputBucket}/${OutputPrefix}/${SyncId}/"),
+            .contains("s3://${OutputBucket}/${OutputPrefix}/user/"),
         "{sd}"
     );
     assert_eq!(
@@ -553,7 +625,7 @@ fn output_is_compressed_and_catalogued_for_athena() {
 
     // The latest row per id, shipped as a named query (and one that creates a view), in a
     // workgroup whose results stay out of the data's prefix.
-    for q in ["LatestByIdQuery", "LatestViewQuery"] {
+    for q in ["LatestByIdQueryuser", "LatestViewQueryuser"] {
         let p = &r[q]["Properties"];
         let text = p["QueryString"]["Fn::Sub"][0].as_str().unwrap();
         assert!(text.contains("row_number() OVER"), "{text}");
@@ -570,7 +642,7 @@ fn output_is_compressed_and_catalogued_for_athena() {
         assert_eq!(p["WorkGroup"]["Ref"], "QueryWorkGroup");
     }
     // The view is created in the lake's database, whatever the console has selected.
-    let view = r["LatestViewQuery"]["Properties"]["QueryString"]["Fn::Sub"][0]
+    let view = r["LatestViewQueryuser"]["Properties"]["QueryString"]["Fn::Sub"][0]
         .as_str()
         .unwrap();
     assert!(
@@ -581,7 +653,7 @@ fn output_is_compressed_and_catalogued_for_athena() {
     assert_eq!(wg["EnforceWorkGroupConfiguration"], true);
     let out = wg["ResultConfiguration"]["OutputLocation"].to_string();
     assert!(
-        out.contains("athena-results/") && !out.contains("${SyncId}"),
+        out.contains("athena-results/") && !out.contains("user"),
         "{out}"
     );
 }
@@ -590,11 +662,13 @@ fn output_is_compressed_and_catalogued_for_athena() {
 fn an_audit_runs_on_its_own_schedule_and_pages_when_the_buffer_missed_rows() {
     let t = template();
     let r = &t["Resources"];
-    let ev = &r["SyncFunction"]["Properties"]["Events"]["Audit"];
-    assert_eq!(ev["Type"], "Schedule");
-    assert_eq!(ev["Properties"]["Input"], r#"{"audit": true}"#);
+    let ev = &r["Audituser"];
+    assert_eq!(ev["Type"], "AWS::Events::Rule");
+    let target = &ev["Properties"]["Targets"][0];
+    assert_eq!(target["Input"], r#"{"audit": true, "stream": "user"}"#);
+    assert_eq!(target["Arn"]["Fn::GetAtt"][0], "SyncFunction");
     assert_eq!(
-        ev["Properties"]["Schedule"]["Ref"],
+        ev["Properties"]["ScheduleExpression"]["Ref"],
         "AuditScheduleExpression"
     );
     assert_eq!(
@@ -618,7 +692,7 @@ fn an_audit_runs_on_its_own_schedule_and_pages_when_the_buffer_missed_rows() {
     assert_eq!(t["Parameters"]["AuditScheduleEnabled"]["Default"], "true");
     let vars = &r["SyncFunction"]["Properties"]["Environment"]["Variables"];
     assert_eq!(vars["AUDIT_HOURS"]["Ref"], "AuditHours");
-    let alarm = &r["MissedByBufferAlarm"]["Properties"];
+    let alarm = &r["MissedByBufferAlarmuser"]["Properties"];
     assert_eq!(alarm["MetricName"], "RecordsMissedByBuffer");
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
     assert_eq!(alarm["Threshold"], 0);
@@ -738,4 +812,295 @@ fn the_api_shape_variables_are_parameters_empty_by_default() {
     .unwrap();
     assert_eq!(cfg.api.paging, replay_sync::config::PagingConfig::Next);
     assert!(cfg.api.fields.is_default());
+}
+
+/// The stream names of [`three_streams`], with their logical-id suffixes (CloudFormation's
+/// `&{Stream}`: the alphanumerics).
+const THREE: [(&str, &str); 3] = [
+    ("users", "users"),
+    ("order_items", "orderitems"),
+    ("events-v2", "eventsv2"),
+];
+
+fn three_streams() -> Value {
+    template_with(r#"{"Streams": "users,order_items,events-v2"}"#)
+}
+
+/// One stream or three: each gets a schedule and an audit schedule that invoke the function
+/// naming it (as the function parses them), a Glue table over its folder, its queries, its
+/// four alarms and its grants — and nothing shared is copied.
+#[test]
+fn each_stream_gets_its_schedules_table_alarms_and_grants() {
+    for (t, streams) in [
+        (template(), vec![("user", "user")]),
+        (three_streams(), THREE.to_vec()),
+    ] {
+        let r = t["Resources"].as_object().unwrap();
+        let per_stream = [
+            "Schedule",
+            "SchedulePermission",
+            "Audit",
+            "AuditPermission",
+            "LakeTable",
+            "LatestByIdQuery",
+            "LatestViewQuery",
+            "LatenessAlarm",
+            "MissedByBufferAlarm",
+            "FreshnessAlarm",
+            "CursorAgeAlarm",
+            "StreamAccess",
+            "BackfillStreamAccess",
+        ];
+        for (name, id) in &streams {
+            for kind in per_stream {
+                assert!(r.contains_key(&format!("{kind}{id}")), "{kind}{id}");
+            }
+            // The schedule: a Scheduled Event with its id (duplicates are recognised), naming
+            // the stream, read by the function as a scheduled run of that stream.
+            let target = &r[&format!("Schedule{id}")]["Properties"]["Targets"][0];
+            assert_eq!(target["Arn"]["Fn::GetAtt"][0], "SyncFunction");
+            let tr = &target["InputTransformer"];
+            assert_eq!(tr["InputPathsMap"]["id"], "$.id");
+            let event = tr["InputTemplate"]
+                .as_str()
+                .unwrap()
+                .replace("<id>", "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa")
+                .replace("<time>", "2024-01-15T10:30:00Z");
+            let event: Value = serde_json::from_str(&event).expect("the schedule's input is JSON");
+            let (stream, rest) = replay_sync::event::take_stream(&event).unwrap();
+            assert_eq!(stream.as_deref(), Some(*name));
+            let run = replay_sync::event::parse_event(&rest).unwrap();
+            assert_eq!(run.trigger, replay_sync::event::Trigger::Scheduled);
+            assert_eq!(
+                run.event_id.as_deref(),
+                Some("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa")
+            );
+            let audit: Value = serde_json::from_str(
+                r[&format!("Audit{id}")]["Properties"]["Targets"][0]["Input"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            let (stream, rest) = replay_sync::event::take_stream(&audit).unwrap();
+            assert_eq!(stream.as_deref(), Some(*name));
+            assert!(replay_sync::event::parse_event(&rest).unwrap().audit);
+            // Each rule may invoke the function, and only it.
+            for (perm, rule) in [
+                ("SchedulePermission", "Schedule"),
+                ("AuditPermission", "Audit"),
+            ] {
+                let p = &r[&format!("{perm}{id}")]["Properties"];
+                assert_eq!(p["Principal"], "events.amazonaws.com");
+                assert_eq!(p["FunctionName"]["Ref"], "SyncFunction");
+                assert_eq!(p["SourceArn"]["Fn::Sub"], format!("${{{rule}{id}.Arn}}"));
+            }
+            // The table over the stream's folder, named after it.
+            let table = &r[&format!("LakeTable{id}")]["Properties"]["TableInput"];
+            assert_eq!(
+                table["StorageDescriptor"]["Location"]["Fn::Sub"],
+                format!("s3://${{OutputBucket}}/${{OutputPrefix}}/{name}/")
+            );
+            assert!(
+                table["Name"].to_string().contains(name),
+                "{}",
+                table["Name"]
+            );
+            for q in ["LatestByIdQuery", "LatestViewQuery"] {
+                let p = &r[&format!("{q}{id}")]["Properties"];
+                assert_eq!(
+                    p["QueryString"]["Fn::Sub"][1]["Table"]["Fn::Sub"],
+                    format!("${{LakeTable{id}}}")
+                );
+                assert!(
+                    p["Name"]["Fn::Sub"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("_{name}")),
+                    "{}",
+                    p["Name"]
+                );
+            }
+            // The alarms watch the stream's metrics.
+            for a in ["LatenessAlarm", "MissedByBufferAlarm", "CursorAgeAlarm"] {
+                let dims = &r[&format!("{a}{id}")]["Properties"]["Dimensions"];
+                assert_eq!(
+                    dims[1],
+                    serde_json::json!({"Name": "Stream", "Value": name})
+                );
+            }
+            // Grants: the stream's folder only.
+            let own = r[&format!("StreamAccess{id}")]["Properties"]["PolicyDocument"].to_string();
+            assert!(
+                own.contains(&format!("${{OutputPrefix}}/{name}/*")),
+                "{own}"
+            );
+        }
+        // Shared resources are not copied per stream.
+        let prefixes: Vec<&str> = per_stream.to_vec();
+        let shared = r
+            .keys()
+            .filter(|k| !prefixes.iter().any(|p| k.starts_with(p)))
+            .count();
+        assert_eq!(
+            shared,
+            template()["Resources"].as_object().unwrap().len() - 13
+        );
+        assert_eq!(r.len(), shared + 13 * streams.len());
+        // The function's state items: the streams'.
+        let state =
+            &r["SyncFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0];
+        assert_eq!(
+            state["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]["Ref"],
+            "Streams"
+        );
+    }
+}
+
+/// The linters of record pass with three streams too (one: `cfn_lint_passes`).
+#[test]
+fn the_template_lints_with_three_streams() {
+    let text = std::fs::read_to_string(project_dir().join("template.yaml")).unwrap();
+    let from = "  Streams:\n    Type: CommaDelimitedList\n    Default: user\n";
+    assert!(text.contains(from));
+    let three = text.replace(
+        from,
+        "  Streams:\n    Type: CommaDelimitedList\n    Default: users,order_items,events-v2\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("template.yaml");
+    std::fs::write(&path, three).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    assert!(ok(&tool("cfn-lint", &[&path])));
+    let out = tool("sam", &["validate", "--lint", "-t", &path]);
+    assert!(ok(&out));
+}
+
+/// The dashboard: a widget per measure the issue names, each a SEARCH over the stack's
+/// metrics with a line per stream, every metric one the function emits.
+#[test]
+fn the_dashboard_shows_every_stream_of_the_stack() {
+    let t = three_streams();
+    let d = &t["Resources"]["Dashboard"];
+    assert_eq!(d["Type"], "AWS::CloudWatch::Dashboard");
+    let body = d["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap()
+        .replace("${AWS::StackName}", "lake-prod")
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("${MaxCursorAgeSeconds}", "86400");
+    assert!(
+        !body.contains("${"),
+        "every variable is the stack's: {body}"
+    );
+    let body: Value = serde_json::from_str(&body).expect("the body is JSON");
+    let mut s = replay_sync::RunSummary::new(
+        "x",
+        &replay_sync::RunRequest::scheduled(),
+        chrono::TimeDelta::hours(2),
+    );
+    s.new_cursor = Some("2024-01-15T10:00:00Z".into());
+    s.started_at = "2024-01-15T12:00:00.000Z".into();
+    let emitted: Vec<&str> = replay_sync::metrics::values(&s)
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect();
+    let mut shown = Vec::new();
+    for w in body["widgets"].as_array().unwrap() {
+        if w["type"] != "metric" {
+            continue;
+        }
+        let expr = w["properties"]["metrics"][0][0]["expression"]
+            .as_str()
+            .unwrap();
+        assert!(
+            expr.starts_with("SEARCH('{ReplaySync,Stack,Stream"),
+            "{expr}"
+        );
+        assert!(expr.contains(r#"Stack="lake-prod""#), "{expr}");
+        let metric = expr
+            .split("MetricName=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            emitted.contains(&metric),
+            "{metric} is emitted: {emitted:?}"
+        );
+        assert_eq!(w["properties"]["region"], "eu-west-1");
+        shown.push(metric.to_string());
+    }
+    shown.sort();
+    assert_eq!(
+        shown,
+        [
+            "BufferUsed",
+            "CursorAgeSeconds",
+            "RecordsMissedByBuffer",
+            "RecordsSkipped",
+            "RecordsWritten",
+            "Runs"
+        ]
+    );
+    let runs = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w.to_string().contains("MetricName=\\\"Runs\\\""))
+        .unwrap();
+    assert!(
+        runs.to_string()
+            .contains("{ReplaySync,Stack,Stream,Status}"),
+        "by status"
+    );
+}
+
+/// Where the function finds the streams file: none (one stream, SYNC_ID the first name), a
+/// packaged one (the streams/ folder as a layer at /opt/), or an S3 object it may read.
+#[test]
+fn the_streams_file_is_packaged_or_an_s3_object_the_function_may_read() {
+    let deployed = |params: &str| -> Value {
+        let out = tool("python", &["tests/iam/policy.py", params]);
+        assert!(ok(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let reads =
+        |d: &Value, arn: &str| {
+            d["statements"].as_array().unwrap().iter().any(|s| {
+                s["Action"].to_string().contains("s3:GetObject") && s["Resource"][0] == arn
+            })
+        };
+    let arn = "arn:aws:s3:::cfg-bucket/streams/prod.toml";
+    let none = deployed(r#"{"Streams": "people"}"#);
+    assert_eq!(none["environment"]["SYNC_ID"], "people");
+    assert_eq!(none["environment"]["STREAM_NAMES"], "people");
+    assert!(none["environment"].get("STREAMS_CONFIG").is_none());
+    assert_eq!(none["layers"], serde_json::json!([]));
+    assert!(!reads(&none, arn));
+    let s3 =
+        deployed(r#"{"Streams": "a,b", "StreamsConfig": "s3://cfg-bucket/streams/prod.toml"}"#);
+    assert_eq!(
+        s3["environment"]["STREAMS_CONFIG"],
+        "s3://cfg-bucket/streams/prod.toml"
+    );
+    assert_eq!(s3["environment"]["STREAM_NAMES"], "a,b");
+    assert!(reads(&s3, arn));
+    assert!(!reads(&s3, "arn:aws:s3:::cfg-bucket/streams/other.toml"));
+    let packaged = deployed(r#"{"Streams": "a,b", "StreamsConfig": "example.toml"}"#);
+    assert_eq!(
+        packaged["environment"]["STREAMS_CONFIG"],
+        "/opt/example.toml"
+    );
+    assert_eq!(packaged["layers"], serde_json::json!([["streams-layer"]]));
+    assert!(!reads(&packaged, arn));
+    // The packaged example is a valid streams file.
+    let text = std::fs::read_to_string(project_dir().join("streams/example.toml")).unwrap();
+    let streams = replay_sync::config::streams::parse(&text).unwrap();
+    assert_eq!(streams.len(), 2);
+    let t = template();
+    assert_eq!(
+        t["Resources"]["StreamsLayer"]["Properties"]["ContentUri"],
+        "streams/"
+    );
 }

@@ -109,6 +109,7 @@ pub fn parse(text: &str) -> Result<Vec<StreamSettings>> {
     }
     let mut out = Vec::new();
     let mut folded: BTreeMap<String, String> = BTreeMap::new();
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for (name, table) in streams {
         check_name(name).map_err(|why| bad(format!("stream `{name}`: {why}")))?;
         // Two names one Glue table would hold (`a-b` and `a_b`, `Users` and `users`).
@@ -116,6 +117,14 @@ pub fn parse(text: &str) -> Result<Vec<StreamSettings>> {
         if let Some(other) = folded.insert(table_name.clone(), name.clone()) {
             return Err(bad(format!(
                 "streams `{other}` and `{name}` would share the Glue table `{table_name}`"
+            )));
+        }
+        // The template names each stream's resources with its letters and digits
+        // (CloudFormation's `&{Stream}`): `a_b` and `ab` would be one resource.
+        let logical: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        if let Some(other) = ids.insert(logical.clone(), name.clone()) {
+            return Err(bad(format!(
+                "streams `{other}` and `{name}` would share the template's resources (named {logical}): rename one"
             )));
         }
         let table = table
@@ -368,6 +377,13 @@ FETCH_CONCURRENCY = 2
             "[streams.a-b]\nAPI_URL = \"http://h/x\"\n[streams.a_b]\nAPI_URL = \"http://h/y\"\n",
         );
         assert!(e.contains("share the Glue table `a_b`"), "{e}");
+        let e = case(
+            "[streams.ab]\nAPI_URL = \"http://h/x\"\n[streams.a_b]\nAPI_URL = \"http://h/y\"\n",
+        );
+        assert!(
+            e.contains("share the template's resources (named ab)"),
+            "{e}"
+        );
         let e = case("[streams.users]\nAPI_URL = \"http://h/x\"\nBUFFER_HOURS = -1\n");
         assert!(e.contains("stream `users`: BUFFER_HOURS"), "{e}");
         let e = case("[streams.users]\nSTATE_STORE = \"file://x\"\n");

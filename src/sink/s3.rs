@@ -9,6 +9,10 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use super::{Put, Sink};
 use crate::error::{Cause, Error, Result};
 
+/// The tag on every fingerprint set (`STREAM/_fingerprints/…`): the template's lifecycle rule
+/// expires old sets of every stream by it (a lifecycle filter takes no wildcard).
+pub const FINGERPRINT_TAG: &str = "replay-sync=fingerprint-set";
+
 #[derive(Debug, Clone)]
 pub struct S3Sink {
     client: Client,
@@ -46,6 +50,9 @@ impl Sink for S3Sink {
         body: bytes::Bytes,
         content_type: &'static str,
     ) -> Result<Put> {
+        let tagging = key
+            .contains("/_fingerprints/")
+            .then(|| FINGERPRINT_TAG.to_string());
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -55,6 +62,7 @@ impl Sink for S3Sink {
                 .bucket(&self.bucket)
                 .key(key)
                 .content_type(content_type)
+                .set_tagging(tagging.clone())
                 .if_none_match("*")
                 .body(ByteStream::from(body.clone()))
                 .send()

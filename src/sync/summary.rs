@@ -147,7 +147,7 @@ pub struct ManifestWindow {
 
 impl RunSummary {
     /// An empty summary of a run of `req` (every count zero).
-    pub(crate) fn new(sync_id: &str, req: &RunRequest, buffer: TimeDelta) -> Self {
+    pub fn new(sync_id: &str, req: &RunRequest, buffer: TimeDelta) -> Self {
         RunSummary {
             sync_id: sync_id.to_string(),
             status: Status::Completed,

@@ -3,8 +3,8 @@
 
     python tests/iam/policy.py '{"ApiAuthSecretArn": "arn:…"}' '{"table": "state-1", "bucket": "lake-1"}'
 
-prints {"managed": [ARN, …], "statements": [{"Action": […], "Resource": […], "Condition": …}]}
-for the function's role: its inline policies and every AWS::IAM::Policy attached to it, each
+prints {"managed": [ARN, …], "statements": [{"Action": […], "Resource": […], "Condition": …}],
+"environment": {VAR: value}, "layers": [...]} for the function's role (and the function): its inline policies and every AWS::IAM::Policy attached to it, each
 kept only where its condition holds for the given parameters. Names: `table`, `bucket` (may
 hold `*` patterns), `queue`, `account`, `region`, `stack`.
 """
@@ -25,6 +25,10 @@ with open(os.path.join(here, "..", "..", "template.yaml")) as f:
 t = json.loads(out)
 values = {k: v.get("Default", "") for k, v in t.get("Parameters", {}).items()}
 values.update(params)
+# A list parameter is a list where it is referenced (its value is "a,b").
+for k, v in t.get("Parameters", {}).items():
+    if v.get("Type") == "CommaDelimitedList" and isinstance(values[k], str):
+        values[k] = [x.strip() for x in values[k].split(",")]
 n = names
 attrs = {
     ("StateTable", "Arn"): f"arn:aws:dynamodb:{n['region']}:{n['account']}:table/{n['table']}",
@@ -32,6 +36,7 @@ attrs = {
     ("DeadLetterQueue", "Arn"): f"arn:aws:sqs:{n['region']}:{n['account']}:{n['queue']}",
 }
 refs = {"StateTable": n["table"], "OutputBucket": n["bucket"], "AWS::Region": n["region"],
+        "SyncLogGroup": "log-group", "StreamsLayer": "streams-layer", "AlarmTopic": "topic",
         "AWS::AccountId": n["account"], "AWS::StackName": n["stack"], "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com"}
 NOVALUE = object()
@@ -51,6 +56,8 @@ def resolve(v):
         if k == "Ref":
             if a == "AWS::NoValue":
                 return NOVALUE
+            if a.startswith("StreamsLayer"):  # SAM names a layer's versions with a hash
+                return "streams-layer"
             return refs[a] if a in refs else values[a]
         if k == "Fn::GetAtt":
             a = a.split(".") if isinstance(a, str) else a
@@ -89,6 +96,12 @@ def resolve(v):
             sep, parts = a
             parts = resolve(parts)
             return sep.join(str(p) for p in (parts if isinstance(parts, list) else [parts]))
+        if k == "Fn::Split":
+            sep, text = a
+            return str(resolve(text)).split(sep)
+        if k == "Fn::Select":
+            i, items = a
+            return resolve(items)[int(resolve(i))]
         if k == "Condition":
             return condition(a)
     return {k: x for k, x in ((k, resolve(x)) for k, x in v.items()) if x is not NOVALUE}
@@ -110,4 +123,7 @@ for d in resolve(docs):
             if isinstance(s.get(key), str):
                 s[key] = [s[key]]
         statements.append(s)
-print(json.dumps({"managed": resolve(role.get("ManagedPolicyArns", [])), "statements": statements}))
+function = t["Resources"]["SyncFunction"]["Properties"]
+print(json.dumps({"managed": resolve(role.get("ManagedPolicyArns", [])), "statements": statements,
+                  "environment": resolve(function["Environment"]["Variables"]),
+                  "layers": [x for x in [resolve(function.get("Layers", []))] if x is not NOVALUE]}))

@@ -3,8 +3,9 @@ machines), its Lambda tasks answered by queued results, and prints what happened
 
     python tests/sfn/backfill_machine.py ENDPOINT SCENARIO
 
-SCENARIO: "ok" (three slices, the first carried on by a second part) or "failed-child" (a
-slice's answer the state machine cannot use: every child fails). In AWS a failed child
+SCENARIO: "ok" (three slices, the first carried on by a second part), "failed-child" (a
+slice's answer the state machine cannot use: every child fails) or "no-stream" (a plan's
+answer that does not name its stream: every child fails). In AWS a failed child
 fails the Distributed Map (ToleratedFailureCount 0); moto 5.2.5 only counts it in the map
 run's items, which is what the test can assert.
 The Rust test (tests/backfill.rs) asserts on the printed events.
@@ -61,7 +62,6 @@ values = {
     "LambdaRetry": subs["LambdaRetry"],
     "OutputBucket": bucket,
     "OutputPrefix": prefix,
-    "SyncId": sync_id,
 }
 for name, value in values.items():
     text = text.replace("${" + name + "}", value)
@@ -83,16 +83,24 @@ slices = [
 ]
 key = f"{prefix}/{sync_id}/_backfills/{bf}/slices.json"
 s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(slices).encode())
+# The function names the stream in every answer (Planned, SliceOutcome), and the state
+# machine passes it on to each slice and the commit.
 answers = [
-    {"backfill_id": bf, "slices": 3, "bucket": bucket, "key": key, "max_concurrency": 1}
+    {"stream": sync_id, "backfill_id": bf, "slices": 3, "bucket": bucket, "key": key,
+     "max_concurrency": 1}
 ]
 first_next = dict(slices[0], part=1, read_from="2024-01-01T12:00:00Z")
-if scenario == "ok":
+if scenario == "no-stream":
+    # A plan's answer without the stream (as before several streams): the Map's children
+    # and the commit cannot name it, and fail before invoking the function - proof that
+    # they read it from the plan's answer. Only the plan's answer is queued.
+    del answers[0]["stream"]
+elif scenario == "ok":
     answers += [
-        {"done": False, "backfill_slice": first_next, "records_written": 10, "objects": 1},
-        {"done": True, "backfill_slice": first_next, "records_written": 5, "objects": 1},
-        {"done": True, "backfill_slice": slices[1], "records_written": 7, "objects": 1},
-        {"done": True, "backfill_slice": slices[2], "records_written": 0, "objects": 0},
+        {"stream": sync_id, "done": False, "backfill_slice": first_next, "records_written": 10, "objects": 1},
+        {"stream": sync_id, "done": True, "backfill_slice": first_next, "records_written": 5, "objects": 1},
+        {"stream": sync_id, "done": True, "backfill_slice": slices[1], "records_written": 7, "objects": 1},
+        {"stream": sync_id, "done": True, "backfill_slice": slices[2], "records_written": 0, "objects": 0},
         {"status": "completed", "run_id": bf, "checkpoints": 1},
     ]
 else:
@@ -106,7 +114,7 @@ requests.post(
 
 execution = sfn.start_execution(
     stateMachineArn=machine,
-    input=json.dumps({"from": "2024-01-01T00:00:00Z", "to": "2024-01-04T00:00:00Z", "max_concurrency": 1}),
+    input=json.dumps({"stream": sync_id, "from": "2024-01-01T00:00:00Z", "to": "2024-01-04T00:00:00Z", "max_concurrency": 1}),
 )["executionArn"]
 deadline = time.time() + 60
 while True:
@@ -132,11 +140,16 @@ for r in sfn.list_map_runs(executionArn=execution)["mapRuns"]:
             "tolerated_failure_count": m.get("toleratedFailureCount"),
         }
     )
-payloads = []
-for e in history:
-    det = e.get("taskScheduledEventDetails")
-    if det:
-        payloads.append(json.loads(det["parameters"]).get("Payload"))
+def task_payloads(events):
+    out = []
+    for e in events:
+        det = e.get("taskScheduledEventDetails")
+        if det:
+            out.append(json.loads(det["parameters"]).get("Payload"))
+    return out
+
+
+payloads = task_payloads(history)
 print(
     json.dumps(
         {
