@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs a real sync end to end on the embedded default, with no AWS at all: starts the seed's
-# API (fivetran-api-playground) on 127.0.0.1, runs `replay-sync invoke` twice (a full sync,
-# then an incremental run that re-reads the buffer window), and shows what landed:
-#   .replay-sync/demo/state.json     the cursor (file state store)
-#   .replay-sync/demo/output/user/   JSON Lines objects, _manifests/, _rejected/
+# API (fivetran-api-playground) on 127.0.0.1 and syncs two streams of it from one streams
+# file (README, Several streams): its users, and its companies (keyed by company_id). Runs
+# `replay-sync invoke` twice (a full sync, then an incremental run that re-reads the buffer
+# window), prints a summary line per stream and run, and shows what landed:
+#   .replay-sync/demo/streams.toml        the two streams
+#   .replay-sync/demo/state.json          each stream's cursor (file state store)
+#   .replay-sync/demo/output/user/        JSON Lines objects, _manifests/, _rejected/
+#   .replay-sync/demo/output/companies/   the same for the companies
 # The playground makes new random users at each start, so every demo starts from a clean
 # .replay-sync/demo/ (removed first): two demos' data never mix.
-# Extra arguments go to `replay-sync invoke` (e.g. --event events/dry-run.json).
+# Extra arguments go to `replay-sync invoke` (e.g. --event events/dry-run.json, or --stream
+# companies for one stream). A STREAMS_CONFIG of your own is used instead of the demo's.
 # STATE_STORE, OUTPUT, BUFFER_HOURS, ... from the environment are honoured (a STATE_STORE or
 # OUTPUT of your own is never removed).
 set -euo pipefail
@@ -40,6 +45,21 @@ if [ -z "${STATE_STORE:-}" ] && [ -z "${OUTPUT:-}" ]; then
   rm -rf .replay-sync/demo
   export STATE_STORE=file://./.replay-sync/demo/state.json OUTPUT=file://./.replay-sync/demo/output
 fi
+if [ -z "${STREAMS_CONFIG:-}" ]; then
+  streams=.replay-sync/demo/streams.toml
+  mkdir -p "$(dirname "$streams")"
+  cat > "$streams" <<EOF
+# Written by scripts/demo.sh: two streams of the playground on port $port.
+[streams.user]
+API_URL = "http://127.0.0.1:$port/incremental/timestamp"
+
+[streams.companies]
+API_URL = "http://127.0.0.1:$port/cursors/companies"
+ID_FIELD = "company_id"
+API_SINCE_PARAM = "updated_since"
+EOF
+  export STREAMS_CONFIG=$streams
+fi
 # Only one of them given: the other is the binary's own default.
 export STATE_STORE=${STATE_STORE:-file://./.replay-sync/state.json}
 export OUTPUT=${OUTPUT:-file://./.replay-sync/output}
@@ -57,14 +77,33 @@ if [[ "$STATE_STORE" == file://* ]] && [ ! -s "$state_file" ]; then
 else
   echo "== run 1 (from the state already in $STATE_STORE)" >&2
 fi
-"$bin" invoke "$@"
+# One line per stream of a run, from the summaries on stdout (which are passed on).
+lines() {
+  .venv/bin/python -c '
+import json, sys
+out = sys.stdin.read()
+sys.stdout.write(out)
+v = json.loads(out)
+runs = {v["sync_id"]: v} if "sync_id" in v else v
+for name, s in runs.items():
+    if "error" in s:
+        line = "failed ({}): {}".format(s["error_type"], s["error"])
+    else:
+        line = "{}, {} written of {} read, cursor {}".format(
+            s["status"], s["records_written"], s["records_fetched"], s["new_cursor"])
+    print("   {}: {}".format(name, line), file=sys.stderr)
+'
+}
+rc=0
+"$bin" invoke "$@" | lines || rc=1
 echo "== run 2 (incremental: since = cursor - ${BUFFER_HOURS:-2} h)" >&2
-"$bin" invoke "$@"
+"$bin" invoke "$@" | lines || rc=1
+[ "$rc" = 0 ] || { echo "demo: a run failed (see above)" >&2; exit 1; }
 
 out=$OUTPUT
 if [[ "$out" == file://* ]]; then
-  dir="${out#file://}/${SYNC_ID:-user}"
-  echo "== output in $dir" >&2
+  dir="${out#file://}/user"
+  echo "== output in $dir (and ${out#file://}/companies)" >&2
   ls -1 "$dir" "$dir/_manifests" >&2 || true
   echo "== deduplicated by id (the README's DuckDB query)" >&2
   .venv/bin/python - "$dir" <<'PY' >&2
@@ -81,5 +120,10 @@ rows = duckdb.sql(f"""
     QUALIFY row_number() OVER (PARTITION BY id ORDER BY CAST("updatedAt" AS TIMESTAMPTZ) DESC, "_synced_at" DESC) = 1
   )""").fetchall()
 print(f"{rows[0][0]} distinct users, newest updatedAt {rows[0][1]}")
+companies = sys.argv[1] + "/../companies/*.jsonl*"
+if glob.glob(companies):
+    n = duckdb.sql(f"""SELECT count(DISTINCT company_id) FROM read_json('{companies}',
+        format = 'newline_delimited', union_by_name = true)""").fetchall()[0][0]
+    print(f"{n} distinct companies")
 PY
 fi

@@ -1,6 +1,7 @@
 //! `scripts/demo.sh`, the README's first command, as a user runs it — twice: each demo starts
 //! from a clean state of its own (the playground makes new random users at every start, and
-//! two demos' data once mixed), and labels its runs truthfully.
+//! two demos' data once mixed), and labels its runs truthfully. It syncs two streams of the
+//! playground (users and companies) from one streams file, a summary line for each.
 
 mod common;
 
@@ -13,6 +14,7 @@ fn demo() -> (String, Vec<Value>) {
     demo_with(&[], &[])
 }
 
+/// The demo's log and its runs' outputs: each an object of summaries by stream.
 fn demo_with(env: &[(&str, &str)], args: &[&str]) -> (String, Vec<Value>) {
     // Demos share the project's .replay-sync/demo/: one at a time.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -46,11 +48,33 @@ fn each_demo_starts_clean_and_says_what_it_does() {
             log.contains("== run 1 (no state yet: a full sync)"),
             "{log}"
         );
-        let (first, second) = (&runs[0], &runs[1]);
+        // Two streams in each run, a line for each.
+        for run in &runs {
+            let names: Vec<&String> = run.as_object().unwrap().keys().collect();
+            assert_eq!(names, ["companies", "user"], "{run}");
+        }
+        let companies = runs[0]["companies"]["records_written"].as_u64().unwrap();
+        assert!(companies > 0, "{runs:?}");
+        assert_eq!(runs[0]["companies"]["status"], "completed");
+        assert!(
+            log.contains(&format!("   companies: completed, {companies} written of ")),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("{companies} distinct companies")),
+            "{log}"
+        );
+        let (first, second) = (&runs[0]["user"], &runs[1]["user"]);
         assert_eq!(first["status"], "completed");
         assert_eq!(first["since"], Value::Null, "a full sync");
         let users = first["records_written"].as_u64().unwrap();
         assert!(users > 0);
+        assert!(
+            log.contains(&format!(
+                "   user: completed, {users} written of {users} read"
+            )),
+            "{log}"
+        );
         assert_eq!(second["previous_cursor"], first["new_cursor"]);
         assert!(second["since"].is_string(), "the incremental run");
         // The deduplicated count is this demo's users, not two demos' mixed.
@@ -67,10 +91,10 @@ fn each_demo_starts_clean_and_says_what_it_does() {
 #[test]
 fn the_demo_queries_compressed_output_and_says_when_a_dry_run_wrote_nothing() {
     let (log, runs) = demo_with(&[("OUTPUT_COMPRESSION", "gzip")], &[]);
-    let users = runs[0]["records_written"].as_u64().unwrap();
+    let users = runs[0]["user"]["records_written"].as_u64().unwrap();
     assert!(users > 0);
     assert!(
-        runs[0]["objects"][0]
+        runs[0]["user"]["objects"][0]
             .as_str()
             .unwrap()
             .ends_with(".jsonl.gz"),
@@ -79,7 +103,8 @@ fn the_demo_queries_compressed_output_and_says_when_a_dry_run_wrote_nothing() {
     assert!(log.contains(&format!("{users} distinct users")), "{log}");
 
     let (log, runs) = demo_with(&[], &["--event", "events/dry-run.json"]);
-    assert_eq!(runs[0]["status"], "dry_run", "{runs:?}");
+    assert_eq!(runs[0]["user"]["status"], "dry_run", "{runs:?}");
+    assert_eq!(runs[0]["companies"]["status"], "dry_run", "{runs:?}");
     assert!(
         log.contains("no data objects to query (a dry run writes none)"),
         "{log}"

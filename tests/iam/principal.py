@@ -4,7 +4,7 @@
 
 creates an `admin` user (the tests' own set-up and reads) and a `function` user holding
 exactly the statements `template.yaml` gives the sync function (tests/iam/policy.py, with
-the tests' table and bucket names as patterns and the prefix `raw/api`), then switches
+the tests' table, bucket and stream names as patterns and the prefix `raw/api`), then switches
 moto's IAM enforcement on and prints both users' access keys as JSON.
 """
 import json
@@ -18,7 +18,9 @@ import boto3
 url = sys.argv[1]
 here = os.path.dirname(os.path.abspath(__file__))
 grants = json.loads(subprocess.run(
-    [sys.executable, os.path.join(here, "policy.py"), json.dumps({"OutputPrefix": "raw/api"}),
+    [sys.executable, os.path.join(here, "policy.py"),
+     # The tests' streams are named sync-<unique>: one stream, named by that pattern.
+     json.dumps({"OutputPrefix": "raw/api", "Streams": "sync-*"}),
      json.dumps({"table": "state-*", "bucket": "lake-*"})],
     capture_output=True, text=True, check=True).stdout)
 iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
