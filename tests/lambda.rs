@@ -233,3 +233,97 @@ async fn events_through_the_lambda_runtime_api() {
         "read to the end, as one slice"
     );
 }
+
+/// Several streams through the runtime API, the streams file in S3 as a deployment may keep
+/// it: each invocation runs the stream it names (a schedule's input keeps the event id, so a
+/// duplicate delivery is skipped), one stream's failure is that invocation's only, and an
+/// event that names no stream, or an unknown one, is refused naming the streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_streams_through_the_lambda_runtime_api() {
+    let table = peers::unique("state");
+    let bucket = peers::unique("lake");
+    common::create_table(&table).await;
+    common::create_bucket(&bucket).await;
+    let file = format!(
+        "[streams.users]\nAPI_URL = \"{}/incremental/timestamp\"\n\n[streams.down]\nAPI_URL = \"http://127.0.0.1:9/nothing\"\nAPI_MAX_ATTEMPTS = 1\n",
+        peers::playground().url()
+    );
+    common::s3_client()
+        .put_object()
+        .bucket(&bucket)
+        .key("config/streams.toml")
+        .body(file.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let mut env = vec![
+        (
+            "STREAMS_CONFIG",
+            format!("s3://{bucket}/config/streams.toml"),
+        ),
+        ("STREAM_NAMES", "users,down".to_string()),
+        ("STATE_STORE", format!("dynamodb://{table}")),
+        ("OUTPUT", format!("s3://{bucket}/raw")),
+    ];
+    env.extend(common::moto_env());
+    let lambda = tokio::task::spawn_blocking(move || Lambda::start(&env))
+        .await
+        .unwrap();
+    let lambda = std::sync::Arc::new(lambda);
+    let invoke = |payload: String| {
+        let l = lambda.clone();
+        async move {
+            tokio::task::spawn_blocking(move || l.invoke(&["--data-ascii", &payload]))
+                .await
+                .unwrap()
+        }
+    };
+    let scheduled = |id: &str| {
+        format!(
+            r#"{{"id": "{id}", "time": "2024-01-15T10:30:00Z", "detail-type": "Scheduled Event", "source": "aws.events", "stream": "users"}}"#
+        )
+    };
+    let (ok, out, err) = invoke(scheduled("5b1f7a0e-0000-4000-8000-000000000001")).await;
+    assert!(ok, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (s["sync_id"].as_str(), s["status"].as_str()),
+        (Some("users"), Some("completed"))
+    );
+    assert_eq!(s["trigger"], "scheduled");
+    assert!(s["records_written"].as_u64().unwrap() > 0, "{s}");
+
+    // The other stream's API is down: its invocation fails, and only it.
+    let (ok, _, err) = invoke(r#"{"stream": "down"}"#.into()).await;
+    assert!(!ok);
+    assert!(err.contains("UpstreamUnreachable"), "{err}");
+    // The same schedule tick delivered twice: skipped; the next tick runs.
+    let (ok, out, err) = invoke(scheduled("5b1f7a0e-0000-4000-8000-000000000001")).await;
+    assert!(ok, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["status"], "skipped", "{s}");
+    let (ok, out, err) = invoke(scheduled("5b1f7a0e-0000-4000-8000-000000000002")).await;
+    assert!(ok, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["records_written"], 0, "nothing new: {s}");
+
+    for bad in [
+        r#"{"dry_run": true}"#,
+        r#"{"stream": "user", "dry_run": true}"#,
+    ] {
+        let (ok, _, err) = invoke(bad.into()).await;
+        assert!(!ok, "{bad}");
+        // cargo-lambda wraps the message: compare its words.
+        let words = err
+            .replace(['│', '\n'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            words.contains("InvalidEvent") && words.contains("(down, users)")
+                || words.contains("the streams are: down, users"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -250,6 +250,35 @@ async fn three_streams_land_every_row_in_their_own_folder_and_state(kind: Kind) 
     let events_landed = landed(&env, "events", "event_id").await;
     assert_eq!(events_landed.len(), EVENTS, "{events_landed:?}");
     assert_eq!(events_landed.iter().collect::<HashSet<_>>().len(), EVENTS);
+    // On S3, each fingerprint set carries the tag the lifecycle rule expires it by.
+    if let common::Lake::S3 { client, bucket, .. } = &env.lake {
+        let sets: Vec<String> = env
+            .keys()
+            .await
+            .into_iter()
+            .filter(|k| k.contains("/_fingerprints/"))
+            .collect();
+        assert_eq!(sets.len(), 3, "a set per stream: {sets:?}");
+        let (k, v) = replay_sync::sink::s3::FINGERPRINT_TAG
+            .split_once('=')
+            .unwrap();
+        for key in &sets {
+            let tags = client
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                tags.tag_set()
+                    .iter()
+                    .any(|t| t.key() == k && t.value() == v),
+                "{key}: {:?}",
+                tags.tag_set()
+            );
+        }
+    }
     // Each its own state item, its own cursor and buffer.
     for name in ["users", "companies", "events"] {
         let st = env.state.load(name).await.unwrap();
