@@ -7,6 +7,7 @@
 //!     LATENCY_MS=50 cargo bench --bench slices -- speed
 //!     cargo bench --bench slices -- backfill     # a month by `backfill` against one stream
 //!     cargo bench --bench slices -- bytes        # bytes per record: none, gzip, zstd
+//!     cargo bench --bench slices -- streams      # three streams in one invoke, one slow
 //!
 //! A fixture API on 127.0.0.1 serves N user records (~341 bytes each, 1,000 a page) sorted by
 //! `updatedAt`, filtered by `since <= updatedAt < until`, each page answered after
@@ -380,6 +381,87 @@ fn bytes() {
     }
 }
 
+/// Three streams from one file (issue 22): two APIs answering a page after 50 ms, one after
+/// 400 ms, 20,000 rows each. Each fast stream read alone, then all three by one `invoke`
+/// (every stream at once, as their schedules would run them): what a fast stream took with
+/// the slow one beside it, against alone, and the whole run against the three one after the
+/// other — in the same run.
+fn streams() {
+    let n = 20_000;
+    let start = Utc::now() - TimeDelta::days(30);
+    let rows = Arc::new(Rows::new(n, start, TimeDelta::days(30)));
+    let (fast, slow) = (Duration::from_millis(50), Duration::from_millis(400));
+    let ports = [
+        ("fast_a", serve(rows.clone(), fast)),
+        ("fast_b", serve(rows.clone(), fast)),
+        ("slow", serve(rows, slow)),
+    ];
+    let file: String = ports
+        .iter()
+        .map(|(name, port)| {
+            format!(
+                "[streams.{name}]\nAPI_URL = \"http://127.0.0.1:{port}/users\"\nAPI_NEXT_PAGE_FIELD = \"next\"\n"
+            )
+        })
+        .collect();
+    let run_streams = |args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streams.toml");
+        std::fs::write(&path, &file).unwrap();
+        let streams = path.to_string_lossy().into_owned();
+        let state = format!("file://{}/state.json", dir.path().display());
+        let out = format!("file://{}/out", dir.path().display());
+        let env = vec![
+            ("STREAMS_CONFIG", streams.as_str()),
+            ("STATE_STORE", state.as_str()),
+            ("OUTPUT", out.as_str()),
+        ];
+        let mut all = vec!["invoke"];
+        all.extend_from_slice(args);
+        common::run_bin(&all, env)
+    };
+    // Each alone: the run's own duration (as the summary reports it, like the runs in one
+    // invoke below), and the process's wall time for the sum.
+    let mut alone = Vec::new();
+    let mut walls = Vec::new();
+    for (name, _) in &ports {
+        let (wall, _, s) = run_streams(&["--stream", name]);
+        assert_eq!(s["records_written"].as_u64(), Some(n as u64), "{s}");
+        alone.push(Duration::from_millis(s["duration_ms"].as_u64().unwrap()));
+        walls.push(wall);
+    }
+    let (together, _, s) = run_streams(&[]);
+    let took = |name: &str| {
+        assert_eq!(s[name]["records_written"].as_u64(), Some(n as u64), "{s}");
+        s[name]["duration_ms"].as_u64().unwrap() as f64 / 1000.0
+    };
+    let one_after_another: f64 = walls.iter().map(Duration::as_secs_f64).sum();
+    println!(
+        "3 streams of {n} rows, 1,000 a page; two APIs at {} ms a page, one at {} ms",
+        fast.as_millis(),
+        slow.as_millis()
+    );
+    println!(
+        "fast_a alone {:.2} s; in one invoke with the others {:.2} s ({:.2}x alone)",
+        alone[0].as_secs_f64(),
+        took("fast_a"),
+        took("fast_a") / alone[0].as_secs_f64()
+    );
+    println!(
+        "fast_b alone {:.2} s; with the others {:.2} s; slow alone {:.2} s, with the others {:.2} s",
+        alone[1].as_secs_f64(),
+        took("fast_b"),
+        alone[2].as_secs_f64(),
+        took("slow")
+    );
+    println!(
+        "the three one after another {:.2} s; in one invoke {:.2} s ({:.1}x)",
+        one_after_another,
+        together.as_secs_f64(),
+        one_after_another / together.as_secs_f64()
+    );
+}
+
 fn memory() {
     println!("peak RSS of a spread read with no latency (MB)");
     type Case<'a> = (&'a str, usize, &'a [(&'a str, &'a str)]);
@@ -427,7 +509,7 @@ fn main() {
     let only = |what: &str| {
         !args
             .iter()
-            .any(|a| a == "speed" || a == "memory" || a == "backfill" || a == "bytes")
+            .any(|a| ["speed", "memory", "backfill", "bytes", "streams"].contains(&a.as_str()))
             || args.iter().any(|a| a == what)
     };
     let latency = Duration::from_millis(
@@ -444,6 +526,9 @@ fn main() {
     }
     if only("bytes") {
         bytes();
+    }
+    if only("streams") {
+        streams();
     }
     if only("memory") {
         memory();

@@ -1094,6 +1094,22 @@ fn the_streams_file_is_packaged_or_an_s3_object_the_function_may_read() {
     );
     assert_eq!(packaged["layers"], serde_json::json!([["streams-layer"]]));
     assert!(!reads(&packaged, arn));
+    // Streams with secrets of their own: those secrets, only when named.
+    let secret = |d: &Value, arn: &str| {
+        d["statements"].as_array().unwrap().iter().any(|s| {
+            s["Action"]
+                .to_string()
+                .contains("secretsmanager:GetSecretValue")
+                && s["Resource"].as_array().unwrap().iter().any(|r| r == arn)
+        })
+    };
+    let (a, b) = (
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:a-AbCdEf",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:b-AbCdEf",
+    );
+    let with = deployed(&format!(r#"{{"StreamsSecretArns": "{a},{b}"}}"#));
+    assert!(secret(&with, a) && secret(&with, b));
+    assert!(!secret(&none, a) && !secret(&s3, b));
     // The packaged example is a valid streams file.
     let text = std::fs::read_to_string(project_dir().join("streams/example.toml")).unwrap();
     let streams = replay_sync::config::streams::parse(&text).unwrap();
