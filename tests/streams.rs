@@ -25,6 +25,16 @@ on_both_backends!(
     a_backfill_of_one_stream_reads_that_stream_only,
 );
 
+// Again as a principal holding exactly the template's grants for these streams (its file in
+// S3: `tests/iam/principal.py`).
+on_aws_with_iam_enforced!(
+    three_streams_land_every_row_in_their_own_folder_and_state,
+    one_streams_api_down_fails_that_stream_only,
+    a_held_lease_on_one_stream_never_blocks_the_others,
+    a_manual_replay_of_one_stream_leaves_the_others_untouched,
+    a_backfill_of_one_stream_reads_that_stream_only,
+);
+
 /// How many rows the fixture stream serves.
 const EVENTS: usize = 35;
 

@@ -19,8 +19,10 @@ url = sys.argv[1]
 here = os.path.dirname(os.path.abspath(__file__))
 grants = json.loads(subprocess.run(
     [sys.executable, os.path.join(here, "policy.py"),
-     # The tests' streams are named sync-<unique>: one stream, named by that pattern.
-     json.dumps({"OutputPrefix": "raw/api", "Streams": "sync-*"}),
+     # The scenarios' streams are named sync-<unique> (one stream, named by that pattern);
+     # tests/streams.rs deploys users, companies, events and down, its file in the bucket.
+     json.dumps({"OutputPrefix": "raw/api", "Streams": "sync-*,users,companies,events,down",
+                 "StreamsConfig": "s3://lake-*/config/streams.toml"}),
      json.dumps({"table": "state-*", "bucket": "lake-*"})],
     capture_output=True, text=True, check=True).stdout)
 iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1",
@@ -38,11 +40,13 @@ def user(name, statements):
 # moto checks the actions of DynamoDB calls but not their resources (it asks every DynamoDB
 # statement about the resource "*"): there, the template's table ARN becomes "*". The
 # resources are checked against the template by tests/iam.rs instead.
+# One user policy holds what the role's several policies hold (one per stream): their
+# statement ids made unique.
 function = []
-for st in grants["statements"]:
+for i, st in enumerate(grants["statements"]):
     if all(a.startswith("dynamodb:") for a in st["Action"]):
         st = dict(st, Resource="*")
-    function.append(st)
+    function.append(dict(st, Sid=f"{st.get('Sid', 'Statement')}{i}"))
 
 keys = {
     "admin": user("admin", [{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
