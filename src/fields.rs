@@ -66,14 +66,19 @@ pub struct Fields {
     pub id: FieldPath,
     pub cursor: FieldPath,
     pub format: CursorFormat,
-    /// Lines carry the time as [`CURSOR_COLUMN`] (RFC 3339 UTC) beside `_synced_at`: with any
-    /// shape but the seed's, so that one query finds the latest row per id whatever the
-    /// API's field and format.
+    /// Lines carry the key as [`ID_COLUMN`] (a string) and the time as [`CURSOR_COLUMN`]
+    /// (RFC 3339 UTC) beside `_synced_at`: with any shape but the seed's, so that one query
+    /// (a stream's Glue table, its `latest_by_id`) finds the latest row per key whatever the
+    /// API's fields and format.
     pub cursor_column: bool,
 }
 
 /// The normalised time written beside `_synced_at` when the shape is not the seed's.
 pub const CURSOR_COLUMN: &str = "_cursor";
+
+/// The record's key, as a string, written beside `_synced_at` when the shape is not the
+/// seed's (named apart from `_id`, which many APIs use for their own key).
+pub const ID_COLUMN: &str = "_record_id";
 
 static DEFAULT: LazyLock<Arc<Fields>> = LazyLock::new(|| {
     Arc::new(Fields {
@@ -127,7 +132,11 @@ impl Fields {
                 ),
             ));
         }
-        for reserved in [b"_synced_at".as_slice(), CURSOR_COLUMN.as_bytes()] {
+        for reserved in [
+            b"_synced_at".as_slice(),
+            CURSOR_COLUMN.as_bytes(),
+            ID_COLUMN.as_bytes(),
+        ] {
             if fields.id.first() == reserved || fields.cursor.first() == reserved {
                 return Err(Error::config(
                     "CURSOR_FIELD",

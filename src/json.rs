@@ -67,8 +67,10 @@ pub fn scan_object_with(b: &[u8], fields: &Fields) -> Option<Scanned> {
     }
     let (id_key, cursor_key) = (fields.id.first(), fields.cursor.first());
     let column = crate::fields::CURSOR_COLUMN.as_bytes();
+    let id_column = crate::fields::ID_COLUMN.as_bytes();
     let s = scan_keys(b, |key| {
-        let reserved = key.first() == Some(&b'_') && (key == RESERVED || key == column);
+        let reserved =
+            key.first() == Some(&b'_') && (key == RESERVED || key == column || key == id_column);
         (reserved, key == id_key, key == cursor_key)
     })?;
     Some(Scanned {

@@ -31,7 +31,8 @@ pub struct Record {
     /// The record's JSON object text, on one line, valid UTF-8. Usually a range of the
     /// network chunk it arrived in (no copy): see [`Record::detach`].
     json: Bytes,
-    /// Its line carries `_cursor` (the shape is not the seed's: see [`Fields::cursor_column`]).
+    /// Its line carries `_record_id` and `_cursor` (the shape is not the seed's: see
+    /// [`Fields::cursor_column`]).
     cursor_column: bool,
 }
 
@@ -96,19 +97,31 @@ impl Record {
         self.json.len()
             + SYNCED_AT_OVERHEAD
             + if self.cursor_column {
-                CURSOR_OVERHEAD
+                CURSOR_OVERHEAD + ID_OVERHEAD + self.id().len()
             } else {
                 0
             }
     }
 
     /// Appends the JSON Lines line for this record: the original object plus `_synced_at`
-    /// (and, for a shape other than the seed's, its time as `_cursor`, RFC 3339 UTC).
+    /// (and, for a shape other than the seed's, its key as `_record_id`, a string, and its
+    /// time as `_cursor`, RFC 3339 UTC).
     pub fn write_line(&self, out: &mut Vec<u8>, synced_at: &str) {
         // `json` is an object with at least one member (it has an `id`), ending in `}`.
         let body = self.json.strip_suffix(b"}").unwrap_or(&self.json);
         out.extend_from_slice(body);
         if self.cursor_column {
+            // The key as a string: a string id is already one (canonical JSON text); a
+            // number's text needs no escaping.
+            let id = self.id();
+            out.extend_from_slice(b",\"_record_id\":");
+            if id.starts_with('"') {
+                out.extend_from_slice(id.as_bytes());
+            } else {
+                out.push(b'"');
+                out.extend_from_slice(id.as_bytes());
+                out.push(b'"');
+            }
             out.extend_from_slice(b",\"_cursor\":\"");
             out.extend_from_slice(crate::window::format_millis(self.updated_at).as_bytes());
             out.push(b'"');
@@ -178,6 +191,8 @@ impl Rejected {
 const SYNCED_AT_OVERHEAD: usize = 42;
 /// `,"_cursor":"2024-01-15T10:30:00.000Z"`.
 const CURSOR_OVERHEAD: usize = 37;
+/// `,"_record_id":` and two quotes, beside the id's own text.
+const ID_OVERHEAD: usize = 16;
 
 /// The two fields the sync needs, borrowed from the record's text.
 #[derive(Deserialize)]
@@ -548,7 +563,7 @@ fn parse_slow(
     };
     if synced_at {
         return reject(if fields.cursor_column {
-            "the record has its own `_synced_at` or `_cursor`, fields replay-sync adds to every line: a line may not hold one twice, and renaming it would change the record".into()
+            "the record has its own `_synced_at`, `_cursor` or `_record_id`, fields replay-sync adds to every line: a line may not hold one twice, and renaming it would change the record".into()
         } else {
             "the record has its own `_synced_at`, the field replay-sync adds to every line: a line may not hold it twice, and renaming it would change the record".into()
         });
@@ -580,7 +595,9 @@ fn at_paths<'a>(text: &'a str, fields: &Fields) -> Result<AtPaths<'a>, serde_jso
         Some(v.get())
     };
     let reserved = top.contains_key("_synced_at")
-        || (fields.cursor_column && top.contains_key(crate::fields::CURSOR_COLUMN));
+        || (fields.cursor_column
+            && (top.contains_key(crate::fields::CURSOR_COLUMN)
+                || top.contains_key(crate::fields::ID_COLUMN)));
     Ok((follow(&fields.id), follow(&fields.cursor), reserved))
 }
 
@@ -928,17 +945,34 @@ mod tests {
         r.write_line(&mut line, "2024-01-16T00:00:00.000Z");
         assert_eq!(
             String::from_utf8(line.clone()).unwrap(),
-            "{\"id\":1,\"ts\":1705307400,\"_cursor\":\"2024-01-15T08:30:00.000Z\",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n"
+            "{\"id\":1,\"ts\":1705307400,\"_record_id\":\"1\",\"_cursor\":\"2024-01-15T08:30:00.000Z\",\"_synced_at\":\"2024-01-16T00:00:00.000Z\"}\n"
         );
         assert!(line.len() <= r.line_len());
-        // A record with its own `_cursor` would hold it twice: quarantined, on both paths.
+        // A string key is written as it is (escapes and all).
+        let Entry::Valid(r) =
+            parse_record_with(r#"{"id":"a\"b","ts":1705307400}"#, false, &fields).unwrap()
+        else {
+            panic!("valid")
+        };
+        let mut line = Vec::new();
+        r.write_line(&mut line, "2024-01-16T00:00:00.000Z");
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["_record_id"], "a\"b");
+        assert!(line.len() <= r.line_len());
+        // As the APIs that key their records `_id` do: an ordinary field.
+        let e = parse_record_with(r#"{"id":1,"ts":1705307400,"_id":"x"}"#, false, &fields);
+        assert!(matches!(e, Ok(Entry::Valid(_))), "{e:?}");
+        // A record with its own `_cursor` or `_record_id` would hold it twice: quarantined,
+        // on both paths.
         for text in [
             r#"{"id":1,"ts":1705307400,"_cursor":"x"}"#,
             "{\"id\":1,\n\"ts\":1705307400,\"_cursor\":\"x\"}",
+            r#"{"id":1,"ts":1705307400,"_record_id":"x"}"#,
+            "{\"id\":1,\n\"ts\":1705307400,\"_record_id\":\"x\"}",
         ] {
             let e = parse_record_with(text, true, &fields).unwrap();
             assert!(
-                matches!(&e, Entry::Rejected(r) if r.reason.contains("`_cursor`")),
+                matches!(&e, Entry::Rejected(r) if r.reason.contains("`_cursor` or `_record_id`")),
                 "{e:?}"
             );
         }

@@ -218,8 +218,8 @@ async fn hostile_records_leave_the_lake_readable() {
 }
 
 /// The README's query for another shape (nested `meta.id`, `meta.ts` in epoch
-/// milliseconds): lines carry `_cursor`, and the query as written finds the newest version
-/// of each id (issue 21).
+/// milliseconds): lines carry `_record_id` and `_cursor`, and the query as written finds the
+/// newest version of each id (issues 21, 22).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_query_for_another_shape_orders_by_cursor() {
     use common::fixture::{FixtureApi, Response};
@@ -251,6 +251,7 @@ async fn readme_query_for_another_shape_orders_by_cursor() {
         "{:?}",
         lines[0]
     );
+    assert_eq!(lines[0]["_record_id"], "a", "{:?}", lines[0]);
     // "a" changes, an hour later.
     rows.lock().unwrap()[0] =
         serde_json::json!({"meta": {"id": "a", "ts": 1_705_316_400_000i64}, "v": 2});

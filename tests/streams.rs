@@ -257,6 +257,15 @@ async fn three_streams_land_every_row_in_their_own_folder_and_state(kind: Kind) 
         companies()
     );
     assert!(!companies().is_empty());
+    // Another shape's lines carry their key as `_record_id` (what the stream's Glue table
+    // and its latest_by_id query partition by).
+    assert_eq!(
+        landed(&env, "companies", "_record_id")
+            .await
+            .into_iter()
+            .collect::<HashSet<_>>(),
+        companies()
+    );
     let events_landed = landed(&env, "events", "event_id").await;
     assert_eq!(events_landed.len(), EVENTS, "{events_landed:?}");
     assert_eq!(events_landed.iter().collect::<HashSet<_>>().len(), EVENTS);

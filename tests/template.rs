@@ -618,7 +618,8 @@ fn output_is_compressed_and_catalogued_for_athena() {
             "createdat",
             "updatedat",
             "_synced_at",
-            "_cursor"
+            "_cursor",
+            "_record_id"
         ]
     );
     assert_eq!(table["TableType"], "EXTERNAL_TABLE");
@@ -629,7 +630,11 @@ fn output_is_compressed_and_catalogued_for_athena() {
         let p = &r[q]["Properties"];
         let text = p["QueryString"]["Fn::Sub"][0].as_str().unwrap();
         assert!(text.contains("row_number() OVER"), "{text}");
-        assert!(text.contains("PARTITION BY id"), "{text}");
+        // The key of any shape: `_record_id` (another shape's), else the seed's `id`.
+        assert!(
+            text.contains(r#"PARTITION BY coalesce("_record_id", id)"#),
+            "{text}"
+        );
         assert!(text.contains("WHERE rn = 1"), "{text}");
         // Total: a timestamp Athena cannot read (a space for the T, lower case) orders last
         // instead of failing the whole query (issue 20, 10).

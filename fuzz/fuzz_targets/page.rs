@@ -8,7 +8,7 @@
 //! * no output line (a record's or a rejection's) ever holds a key twice;
 //! * the same with records keyed and stamped at nested paths in epoch milliseconds
 //!   (`ID_FIELD=meta.id`, `CURSOR_FIELD=meta.ts`, `CURSOR_FORMAT=epoch_ms`), whose lines
-//!   also carry `_cursor`.
+//!   also carry `_record_id` and `_cursor`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
