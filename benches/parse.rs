@@ -3,6 +3,10 @@
 //!
 //!     cargo bench --bench parse            # 200 pages of 1,000 records (~341 bytes each)
 //!
+//! Then the lines written for them: the seed's shape (`_synced_at` added), and another
+//! shape's (`ts` in epoch seconds: `_record_id` and `_cursor` added too), against what
+//! formatting `_cursor` with chrono's format string cost each line.
+//!
 //! Each figure is the best of 7 rounds, so other load on the machine matters less; the
 //! serde_json slow path is measured on the same records for comparison.
 
@@ -89,5 +93,70 @@ fn main() {
             t.as_nanos() as f64 / n as f64,
             n as f64 / t.as_secs_f64() / 1e6
         );
+    }
+    lines(&texts);
+}
+
+/// ns per line written: the seed's shape, another shape, and chrono's formatter alone.
+fn lines(texts: &[String]) {
+    let other = replay_sync::fields::Fields::from_lookup(&|k: &str| match k {
+        "CURSOR_FIELD" => Some("ts".into()),
+        "CURSOR_FORMAT" => Some("epoch_s".into()),
+        _ => None,
+    })
+    .unwrap();
+    let seed = replay_sync::fields::Fields::shared_default();
+    let records = |fields: &replay_sync::fields::Fields, shaped: bool| -> Vec<record::Record> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let t = if shaped {
+                    // The same record, stamped in epoch seconds under `ts`.
+                    let cut = t.rfind(",\"updatedAt\"").unwrap();
+                    format!("{},\"ts\":{}}}", &t[..cut], 1_705_307_400 + i)
+                } else {
+                    t.clone()
+                };
+                match record::parse_record_with(&t, false, fields) {
+                    Ok(Entry::Valid(r)) => r,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    };
+    let (plain, shaped) = (records(&seed, false), records(&other, true));
+    let write = |rs: &[record::Record]| {
+        let mut out = Vec::with_capacity(1 << 20);
+        for r in rs {
+            r.write_line(&mut out, "2024-01-16T00:00:00.000Z");
+            if out.len() > 1 << 20 {
+                out.clear();
+            }
+        }
+        rs.len()
+    };
+    let chrono_way = || {
+        let mut n = 0;
+        for r in &shaped {
+            n += r
+                .updated_at
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+                .len();
+        }
+        assert!(n > 0);
+        shaped.len()
+    };
+    for (name, f) in [
+        (
+            "lines, seed's shape",
+            &(|| write(&plain)) as &dyn Fn() -> usize,
+        ),
+        ("lines, another shape", &|| write(&shaped)),
+        ("chrono format of _cursor alone", &chrono_way),
+    ] {
+        let (t, n) = best(7, f);
+        println!("{name:<32} {:>7.1} ns/line", t.as_nanos() as f64 / n as f64);
     }
 }

@@ -123,7 +123,7 @@ impl Record {
                 out.push(b'"');
             }
             out.extend_from_slice(b",\"_cursor\":\"");
-            out.extend_from_slice(crate::window::format_millis(self.updated_at).as_bytes());
+            crate::window::push_millis(out, self.updated_at);
             out.push(b'"');
         }
         out.extend_from_slice(b",\"_synced_at\":\"");

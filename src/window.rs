@@ -19,7 +19,47 @@ pub fn format_compact(ts: DateTime<Utc>) -> String {
 
 /// `_synced_at` form: RFC 3339 UTC with milliseconds.
 pub fn format_millis(ts: DateTime<Utc>) -> String {
-    ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    let mut out = Vec::with_capacity(24);
+    push_millis(&mut out, ts);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`format_millis`]'s text to `out`: digit by digit for years 0 to 9999 (every
+/// line of another shape carries one, so no format string is read per record), chrono's
+/// formatter for the others.
+pub fn push_millis(out: &mut Vec<u8>, ts: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = ts.year();
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().as_bytes());
+        return;
+    }
+    // `nanosecond` exceeds 999,999,999 only within a leap second, which chrono writes as
+    // second 60: so does this.
+    let (second, nanos) = match ts.nanosecond() {
+        n if n >= 1_000_000_000 => (60, n - 1_000_000_000),
+        n => (ts.second(), n),
+    };
+    let millis = nanos / 1_000_000;
+    let digits = |out: &mut Vec<u8>, v: u32, n: u32| {
+        for p in (0..n).rev() {
+            out.push(b'0' + (v / 10u32.pow(p) % 10) as u8);
+        }
+    };
+    digits(out, year as u32, 4);
+    out.push(b'-');
+    digits(out, ts.month(), 2);
+    out.push(b'-');
+    digits(out, ts.day(), 2);
+    out.push(b'T');
+    digits(out, ts.hour(), 2);
+    out.push(b':');
+    digits(out, ts.minute(), 2);
+    out.push(b':');
+    digits(out, second, 2);
+    out.push(b'.');
+    digits(out, millis, 3);
+    out.push(b'Z');
 }
 
 /// Parses an RFC 3339 timestamp with any offset and normalises it to UTC. Fractional
@@ -268,6 +308,40 @@ impl WireFormat {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn millis_are_written_as_chrono_writes_them() {
+        use chrono::{NaiveDate, TimeZone};
+        let chrono_way = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let mut cases: Vec<DateTime<Utc>> = vec![
+            Utc.with_ymd_and_hms(2024, 1, 15, 8, 30, 0).unwrap(),
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap() + TimeDelta::milliseconds(999),
+            Utc.with_ymd_and_hms(-1, 6, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 59).unwrap()
+                + TimeDelta::nanoseconds(1_999_999),
+        ];
+        // A leap second (nanoseconds past 999,999,999).
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        cases.push(leap);
+        // And a spread of ordinary instants.
+        let mut t = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap();
+        for i in 0..2000i64 {
+            t += TimeDelta::milliseconds(i * 7_919_777 + 13);
+            cases.push(t);
+        }
+        for t in cases {
+            let mut ours = Vec::new();
+            push_millis(&mut ours, t);
+            assert_eq!(String::from_utf8(ours).unwrap(), chrono_way(t), "{t:?}");
+            assert_eq!(format_millis(t), chrono_way(t));
+        }
+    }
+
     use super::*;
 
     fn ts(s: &str) -> DateTime<Utc> {
