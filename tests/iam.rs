@@ -246,7 +246,8 @@ fn calls_are_granted(g: &serde_json::Value, stream: &str, secret: &str) {
     let object = format!("arn:aws:s3:::lake/{key}");
     let listing = [("s3:prefix", key.as_str())];
     // What each call needs: (action, resource, request context).
-    let needs = |op: &str| -> Vec<(&'static str, String, &[(&str, &str)])> {
+    type Need<'a> = (&'static str, String, &'a [(&'a str, &'a str)]);
+    let needs = |op: &str| -> Vec<Need> {
         match op {
             "get_item" => vec![("dynamodb:GetItem", table.into(), &item)],
             "update_item" => vec![("dynamodb:UpdateItem", table.into(), &item)],
