@@ -1125,3 +1125,29 @@ fn the_streams_file_is_packaged_or_an_s3_object_the_function_may_read() {
         "streams/"
     );
 }
+
+/// `sam build` expands `Fn::ForEach` only with language extensions on: the project's
+/// `samconfig.toml` turns them on for `sam build` (read as the SAM CLI reads it), and the
+/// SAM CLI's own stack provider — what `sam build` loads before it builds — then finds the
+/// function and each stream's resources; without it, it fails as `sam build` did ("'list'
+/// object has no attribute 'get'"). (`sam build` itself cross-compiles for arm64: minutes,
+/// so not here; it was run by hand, see the closing note of issue 22.)
+#[test]
+fn sam_build_reads_the_streams_template_with_language_extensions() {
+    let out = tool(
+        "python",
+        &["tests/sam/stacks.py", r#"{"Streams": "users,companies"}"#],
+    );
+    assert!(ok(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["build_language_extensions"], true, "{v}");
+    assert_eq!(v["with"]["functions"], serde_json::json!(["SyncFunction"]), "{v}");
+    let resources = v["with"]["resources"].to_string();
+    for r in ["Scheduleusers", "Schedulecompanies", "LakeTablecompanies", "Dashboard"] {
+        assert!(resources.contains(&format!("\"{r}\"")), "{r}: {resources}");
+    }
+    assert!(
+        v["without"]["error"].as_str().is_some_and(|e| e.contains("'list' object")),
+        "without the flag the stack provider fails as sam build did: {v}"
+    );
+}
