@@ -1141,13 +1141,24 @@ fn sam_build_reads_the_streams_template_with_language_extensions() {
     assert!(ok(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["build_language_extensions"], true, "{v}");
-    assert_eq!(v["with"]["functions"], serde_json::json!(["SyncFunction"]), "{v}");
+    assert_eq!(
+        v["with"]["functions"],
+        serde_json::json!(["SyncFunction"]),
+        "{v}"
+    );
     let resources = v["with"]["resources"].to_string();
-    for r in ["Scheduleusers", "Schedulecompanies", "LakeTablecompanies", "Dashboard"] {
+    for r in [
+        "Scheduleusers",
+        "Schedulecompanies",
+        "LakeTablecompanies",
+        "Dashboard",
+    ] {
         assert!(resources.contains(&format!("\"{r}\"")), "{r}: {resources}");
     }
     assert!(
-        v["without"]["error"].as_str().is_some_and(|e| e.contains("'list' object")),
+        v["without"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("'list' object")),
         "without the flag the stack provider fails as sam build did: {v}"
     );
 }
